@@ -1,0 +1,54 @@
+"""The job record: what the service remembers about one run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from runner.outputs import OutputFile
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class RunMode(StrEnum):
+    SYNC = "sync"
+    ASYNC = "async"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    status: JobStatus = JobStatus.QUEUED
+    mode: RunMode
+    stage: str
+    command: str
+    args: dict[str, Any]
+    submitted_by: str
+    exit_code: int | None = None
+    reason: str | None = None
+    progress: float = 0.0
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    stdout_is_binary: bool = False
+    outputs: list[OutputFile] = Field(default_factory=list)
+    duration_s: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None

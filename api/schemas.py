@@ -1,0 +1,142 @@
+"""Request and response bodies of the HTTP API (what /docs shows)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+from api.jobs.records import JobRecord, RunMode
+from runner.outputs import OutputFile
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "stage": "visualize",
+                    "command": "heatmap",
+                    "args": {
+                        "input": "/data/field.npy",
+                        "output": "heatmap.png",
+                        "no_coastline": True,
+                        "no_borders": True,
+                        "no_gridlines": True,
+                    },
+                    "mode": "sync",
+                }
+            ]
+        },
+    )
+
+    stage: str = Field(
+        min_length=1,
+        max_length=64,
+        description="acquire (import, ingest), process (transform), visualize (render), "
+        "disseminate (export, decimate), run or search",
+    )
+    command: str | None = Field(
+        None,
+        max_length=64,
+        description="Command within the stage; may be omitted for `run` and `search`.",
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Arguments by name, as `GET /cli/commands` lists them: booleans for "
+        "flags, lists for repeated options, positionals by name.",
+    )
+    mode: RunMode = RunMode.SYNC
+    timeout_s: float | None = Field(
+        None, gt=0, description="Seconds before the command is killed (bounded by the server)."
+    )
+    callback_url: AnyHttpUrl | None = Field(
+        None, description="POSTed the final job record when an async job ends."
+    )
+
+
+class RunResponse(BaseModel):
+    status: Literal["success", "error"] = Field(
+        description="`success` exactly when exit_code is 0; a failing command is still HTTP 200."
+    )
+    job_id: str
+    stdout: str
+    stderr: str
+    exit_code: int
+    reason: str | None = Field(
+        None, description="Completed, Error, Timeout (exit 124) or Signaled (exit 128+N)."
+    )
+    duration_s: float
+    outputs: list[OutputFile]
+    stdout_is_binary: bool = Field(
+        False, description="stdout was binary: it is the output with source `stdout`."
+    )
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> RunResponse:
+        return cls(
+            status="success" if record.exit_code == 0 else "error",
+            job_id=record.job_id,
+            stdout=record.stdout,
+            stderr=record.stderr,
+            exit_code=record.exit_code if record.exit_code is not None else -1,
+            reason=record.reason,
+            duration_s=record.duration_s or 0.0,
+            outputs=record.outputs,
+            stdout_is_binary=record.stdout_is_binary,
+            stdout_truncated=record.stdout_truncated,
+            stderr_truncated=record.stderr_truncated,
+        )
+
+
+class AcceptedResponse(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    job_id: str
+
+
+class CommandDescription(BaseModel):
+    description: str
+    schema_: dict[str, Any] = Field(alias="schema", description="JSON Schema of `args`.")
+
+
+class StageDescription(BaseModel):
+    aliases: list[str]
+    commands: dict[str, CommandDescription]
+
+
+class CatalogResponse(BaseModel):
+    zyra_version: str
+    stages: dict[str, StageDescription]
+
+
+class JobView(BaseModel):
+    """`GET /jobs/{id}`."""
+
+    job_id: str
+    status: str
+    mode: RunMode
+    stage: str
+    command: str
+    args: dict[str, Any]
+    exit_code: int | None
+    reason: str | None
+    progress: float
+    stdout: str
+    stderr: str
+    stdout_is_binary: bool
+    outputs: list[OutputFile]
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> JobView:
+        data = record.model_dump(mode="json")
+        return cls.model_validate({k: data[k] for k in cls.model_fields})
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"

@@ -1,0 +1,125 @@
+"""Every knob of the service, read from `ZYRA_*` environment variables."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from runner.catalog import DEFAULT_STAGES, STAGE_SOURCES
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ZYRA_", extra="ignore")
+
+    # --- authentication -----------------------------------------------------------------
+    api_keys: CommaList = Field(
+        default_factory=list,
+        description="Comma-separated API keys, each `key` or `name:key`. "
+        "With no key configured at all, only health and docs answer.",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="File with one `name:key` or `name:sha256:<hex digest>` per line "
+        "(e.g. a mounted Secret); blank lines and `#` comments are ignored.",
+    )
+    api_key: str | None = Field(
+        None, description="A single key, as Zyra's own API reads it (`ZYRA_API_KEY`)."
+    )
+
+    # --- where things live --------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "zyra-orchestrator",
+        description="Root of the embedded job store, results and working directories.",
+    )
+    backend: Literal["local", "kubernetes"] = Field(
+        "local", description="Where async runs execute."
+    )
+    redis_url: str | None = Field(
+        None, description="Redis for job records and event streams; unset: embedded store."
+    )
+    storage: Literal["local", "s3"] = Field("local", description="Where files are kept.")
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+
+    # --- what may run -------------------------------------------------------------------
+    stages: CommaList = Field(
+        default_factory=lambda: list(DEFAULT_STAGES),
+        description="Stages offered. Add e.g. `wizard`, `narrate`, `swarm`, `plan` "
+        "(interactive or LLM-driven, off by default).",
+    )
+    commands_deny: CommaList = Field(
+        default_factory=list,
+        description="`stage` or `stage/command` entries (canonical names) to hide.",
+    )
+    allowed_path_prefixes: CommaList = Field(
+        default_factory=list,
+        description="Absolute directories path arguments may name (e.g. a mounted data "
+        "volume). Anything else must be relative to the job's working directory.",
+    )
+
+    # --- how it runs --------------------------------------------------------------------
+    sync_timeout_default_s: float = Field(60.0, gt=0, description="timeout_s when not given.")
+    sync_timeout_max_s: float = Field(
+        300.0, gt=0, description="Upper bound on a sync run's timeout_s."
+    )
+    sync_concurrency: int = Field(
+        8, ge=1, description="Sync runs executing at once per API process; others wait."
+    )
+    run_memory_limit_mb: int | None = Field(
+        8192, ge=64, description="Address-space limit of one command (RLIMIT_AS); unset: none."
+    )
+    run_file_size_limit_mb: int | None = Field(
+        8192, ge=1, description="Largest file one command may write (RLIMIT_FSIZE)."
+    )
+    run_env_passthrough: CommaList = Field(
+        default_factory=lambda: ["PATH", "LANG", "LC_ALL", "TZ", "PROJ_DATA", "GDAL_DATA"],
+        description="Environment variables of the API a command may see; nothing else is passed.",
+    )
+    kill_grace_s: float = Field(
+        2.0, ge=0, description="Time between SIGTERM and SIGKILL when stopping a command."
+    )
+    max_log_bytes: int = Field(
+        4 << 20, ge=1024, description="stdout/stderr kept per stream in a job record."
+    )
+
+    _split_lists = field_validator(
+        "api_keys", "stages", "commands_deny", "allowed_path_prefixes", "run_env_passthrough",
+        mode="before",
+    )(_split)  # fmt: skip
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, stages: list[str]) -> list[str]:
+        unknown = [s for s in stages if s not in STAGE_SOURCES]
+        if unknown:
+            raise ValueError(f"unknown stages {unknown}; known: {', '.join(STAGE_SOURCES)}")
+        return stages
+
+    @field_validator("allowed_path_prefixes")
+    @classmethod
+    def _absolute_prefixes(cls, prefixes: list[str]) -> list[str]:
+        relative = [p for p in prefixes if not p.startswith("/")]
+        if relative:
+            raise ValueError(f"allowed path prefixes must be absolute: {relative}")
+        return prefixes
+
+    @property
+    def work_dir(self) -> Path:
+        return self.data_dir / "work"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"

@@ -1,0 +1,1 @@
+"""Executes one Zyra command: the catalog, argv building, isolation and capture."""

@@ -1,0 +1,132 @@
+"""What one command's process does after the fork, until it exits.
+
+It runs in a freshly forked child of the template process (see zygote.py): its
+own session and process group (so a timeout can kill everything it started),
+its own working directory, stdin from /dev/null, stdout and stderr on the
+descriptors the caller passed (so C libraries and subprocesses are captured
+too, not only Python's sys.stdout), a scrubbed environment and resource limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import resource
+import signal
+import sys
+import tempfile
+import traceback
+from typing import Any, NoReturn
+
+from pydantic import BaseModel, Field
+
+
+class ResourceLimits(BaseModel):
+    """rlimits applied to a command; None leaves the inherited limit."""
+
+    memory_bytes: int | None = Field(None, description="RLIMIT_AS: address space")
+    file_size_bytes: int | None = Field(None, description="RLIMIT_FSIZE: largest file written")
+    open_files: int | None = Field(1024, description="RLIMIT_NOFILE")
+    processes: int | None = Field(None, description="RLIMIT_NPROC")
+
+
+class ChildRequest(BaseModel):
+    """Everything the child needs to run one command."""
+
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    limits: ResourceLimits = Field(default_factory=ResourceLimits)
+
+
+def exit_code_of(exc: SystemExit) -> int:
+    """The process exit code Python itself would use for this SystemExit."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, bool):
+        return int(code)
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _apply_limits(limits: ResourceLimits) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    for which, value in (
+        (resource.RLIMIT_AS, limits.memory_bytes),
+        (resource.RLIMIT_FSIZE, limits.file_size_bytes),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_NPROC, limits.processes),
+    ):
+        if value is not None:
+            _, hard = resource.getrlimit(which)
+            cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(which, (cap, cap))
+
+
+def _redirect_stdio(stdout_fd: int, stderr_fd: int) -> None:
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(stdout_fd, 1)
+    os.dup2(stderr_fd, 2)
+    for fd in {devnull, stdout_fd, stderr_fd} - {0, 1, 2}:
+        os.close(fd)
+    # Lines reach a watching client as they are written, not at exit.
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+
+
+def _reset_logging() -> None:
+    """Undo logging set up by preloaded libraries, so Zyra's own set-up takes
+    effect as in a fresh `zyra` process (its INFO lines reach stderr)."""
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
+def run_zyra(argv: list[str]) -> int:
+    """Run Zyra's CLI in this process; the exit code a `zyra` process would have."""
+    from zyra.cli import main
+
+    _reset_logging()
+    sys.argv = ["zyra", *argv]
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exit_code_of(exc)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    return code if isinstance(code, int) and not isinstance(code, bool) else int(bool(code))
+
+
+def become_command(request: ChildRequest, stdout_fd: int, stderr_fd: int) -> NoReturn:
+    """Turn this freshly forked process into the command; never returns."""
+    code = 1
+    try:
+        os.setsid()
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        _redirect_stdio(stdout_fd, stderr_fd)
+        os.chdir(request.cwd)
+        os.environ.clear()
+        os.environ.update(request.env)
+        tempfile.tempdir = None  # recomputed from this job's TMPDIR
+        _apply_limits(request.limits)
+        code = run_zyra(request.argv)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        _flush_quietly(sys.stdout, sys.stderr)
+    os._exit(code)
+
+
+def _flush_quietly(*streams: Any) -> None:
+    for stream in streams:
+        # A closed pipe at exit changes nothing.
+        with contextlib.suppress(Exception):
+            stream.flush()
