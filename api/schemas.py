@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from api.jobs.records import JobRecord, RunMode
 from runner.outputs import OutputFile
@@ -49,11 +50,23 @@ class RunRequest(BaseModel):
     )
     mode: RunMode = RunMode.SYNC
     timeout_s: float | None = Field(
-        None, gt=0, description="Seconds before the command is killed (bounded by the server)."
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds before the command is killed (bounded by the server).",
     )
     callback_url: AnyHttpUrl | None = Field(
         None, description="POSTed the final job record when an async job ends."
     )
+
+    @field_validator("args")
+    @classmethod
+    def _finite_numbers(cls, args: dict[str, Any]) -> dict[str, Any]:
+        for name, value in args.items():
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise ValueError(f"argument {name!r} must be a finite number")
+        return args
 
 
 class RunResponse(BaseModel):

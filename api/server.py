@@ -9,6 +9,7 @@ import anyio
 from fastapi import FastAPI
 
 from api.command_env import command_environment
+from api.errors import install_error_handlers
 from api.jobs.service import JobService
 from api.jobs.store import SqliteJobStore
 from api.routers import cli, health, jobs
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(cli.router)
     app.include_router(jobs.router)

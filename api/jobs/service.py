@@ -66,9 +66,12 @@ class JobService:
         """Validate a request; raises catalog, argv or timeout errors for the client."""
         spec = self.catalog.resolve(stage, command)
         argv = build_argv(spec, args, self.paths)
+        maximum = self.settings.sync_timeout_max_s
         timeout = timeout_s if timeout_s is not None else self.settings.sync_timeout_default_s
-        if timeout > self.settings.sync_timeout_max_s:
-            raise TimeoutTooLongError(timeout, self.settings.sync_timeout_max_s)
+        if timeout_s is None:
+            timeout = min(timeout, maximum)
+        if timeout > maximum:
+            raise TimeoutTooLongError(timeout, maximum)
         return PreparedRun(spec, argv, args, timeout)
 
     async def run_sync(self, prepared: PreparedRun, principal: str) -> JobRecord:

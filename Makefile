@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# pip's cache survives between runs, so a warm install is quick.
+PIP_INSTALL = $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+
+ZYRA_API_KEYS ?= dev:local-dev-key
+ZYRA_PORT     ?= 8000
+
+.PHONY: install run test lint format clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP_INSTALL) -e '.[api,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Start the service on the embedded default (no Redis, no S3, no cluster) on :8000.
+run: install
+	@echo "zyra-orchestrator on http://127.0.0.1:$(ZYRA_PORT)  (X-API-Key: $(lastword $(subst :, ,$(ZYRA_API_KEYS))))"
+	ZYRA_API_KEYS='$(ZYRA_API_KEYS)' ZYRA_PORT=$(ZYRA_PORT) $(BIN)/python -m api
+
+## Run the whole test suite.
+test: install
+	$(BIN)/ruff check api runner tests bench
+	$(BIN)/ruff format --check api runner tests bench
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check api runner tests bench
+
+format: install
+	$(BIN)/ruff format api runner tests bench
+	$(BIN)/ruff check --fix api runner tests bench
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+
+def test_unknown_job_is_404(app_client: TestClient) -> None:
+    r = app_client.get("/jobs/0123456789abcdef")
+    assert r.status_code == 404
+    assert "0123456789abcdef" in r.json()["detail"]
+
+
+def test_download_of_a_job_without_outputs_is_404_with_a_reason(app_client: TestClient) -> None:
+    run = app_client.post(
+        "/cli/run", json={"stage": "run", "args": {"config": "missing.yaml"}}
+    ).json()
+    assert run["exit_code"] != 0 and run["outputs"] == []
+    r = app_client.get(f"/jobs/{run['job_id']}/download")
+    assert r.status_code == 404
+    assert r.json()["detail"] == "this job produced no outputs"
+
+
+def test_download_name_must_be_one_of_the_jobs_outputs(app_client: TestClient) -> None:
+    run = app_client.post(
+        "/cli/run", json={"stage": "run", "args": {"config": "missing.yaml"}}
+    ).json()
+    r = app_client.get(f"/jobs/{run['job_id']}/download", params={"file": "../../jobs.sqlite3"})
+    assert r.status_code == 404
