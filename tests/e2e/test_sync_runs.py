@@ -256,3 +256,28 @@ def test_a_sync_run_is_visible_later_as_a_job(client: httpx.Client, inputs: Path
     assert job["stderr"] == body["stderr"]
     assert job["outputs"] == body["outputs"]
     assert job["finished_at"] >= job["started_at"] >= job["created_at"]
+
+
+def test_commands_see_no_api_secrets_and_the_api_keeps_its_cwd(
+    api: ApiServer, client: httpx.Client, silent_server: str
+) -> None:
+    api_cwd = os.readlink(f"/proc/{api.process.pid}/cwd")
+    before = _command_pids(api)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(
+            run, client, "acquire", "http", {"url": silent_server, "output": "x"}, timeout_s=3
+        )
+        deadline = time.monotonic() + 30
+        while not (new := _command_pids(api) - before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [pid] = new
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        live_env = dict(e.split(b"=", 1) for e in environ if b"=" in e)
+        command_cwd = os.readlink(f"/proc/{pid}/cwd")
+        pending.result(timeout=30)
+    # Neither the command's initial environment (inherited from the template
+    # process) nor anything it could read names the API's keys.
+    assert b"ZYRA_API_KEYS" not in live_env
+    assert not any(b"e2e-secret-key" in e for e in environ)
+    assert command_cwd.startswith(str(api.data_dir / "work"))
+    assert os.readlink(f"/proc/{api.process.pid}/cwd") == api_cwd
