@@ -16,7 +16,7 @@ from api.settings import Settings
 from runner.argv import PathPolicy, build_argv
 from runner.catalog import CommandCatalog, CommandSpec
 from runner.child import ChildRequest, ResourceLimits
-from runner.execute import CommandExecutor, RunOutcome
+from runner.execute import CommandExecutor, ExecutorUnavailableError, RunOutcome
 from runner.outputs import collect_outputs, is_text, keep_binary_stdout
 
 MB = 1 << 20
@@ -102,6 +102,19 @@ class JobService:
                 timeout_s=prepared.timeout_s,
             )
             record = self._finish(record, outcome, workdir)
+        except ExecutorUnavailableError as exc:
+            # The record must not stay `running`; the client gets a 503.
+            self.store.save(
+                record.model_copy(
+                    update={
+                        "status": JobStatus.FAILED,
+                        "reason": "Lost",
+                        "stderr": f"command executor unavailable: {exc}",
+                        "finished_at": utcnow(),
+                    }
+                )
+            )
+            raise
         finally:
             shutil.rmtree(job_root, ignore_errors=True)
         self.store.save(record)

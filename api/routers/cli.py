@@ -12,6 +12,7 @@ from api.jobs.service import TimeoutTooLongError
 from api.schemas import CatalogResponse, RunRequest, RunResponse
 from runner.argv import InvalidArgsError
 from runner.catalog import UnknownCommandError, UnknownStageError
+from runner.execute import ExecutorUnavailableError
 
 router = APIRouter(prefix="/cli", tags=["cli"])
 
@@ -28,6 +29,7 @@ async def list_commands(catalog: CatalogDep, _: CurrentPrincipal) -> dict:
     responses={
         404: {"description": "Unknown stage or command; the detail names the valid ones"},
         422: {"description": "An argument is unknown or has the wrong type or value"},
+        503: {"description": "The command executor is restarting; retry"},
     },
 )
 async def run_command(
@@ -67,5 +69,12 @@ async def run_command(
             status.HTTP_501_NOT_IMPLEMENTED,
             detail="mode 'async' is not available in this version yet; use 'sync'",
         )
-    record = await service.run_sync(prepared, principal)
+    try:
+        record = await service.run_sync(prepared, principal)
+    except ExecutorUnavailableError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"command executor (template process) unavailable: {exc}; retry",
+            headers={"Retry-After": "5"},
+        ) from exc
     return RunResponse.from_record(record)

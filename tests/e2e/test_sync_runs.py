@@ -281,3 +281,30 @@ def test_commands_see_no_api_secrets_and_the_api_keeps_its_cwd(
     assert not any(b"e2e-secret-key" in e for e in environ)
     assert command_cwd.startswith(str(api.data_dir / "work"))
     assert os.readlink(f"/proc/{api.process.pid}/cwd") == api_cwd
+
+
+def test_a_lost_template_process_is_503_then_replaced(
+    api: ApiServer, client: httpx.Client, inputs: Path, silent_server: str
+) -> None:
+    [zygote] = [
+        int(pid)
+        for task in Path(f"/proc/{api.process.pid}/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    ]
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(
+            client.post,
+            "/cli/run",
+            json={"stage": "acquire", "command": "http",
+                  "args": {"url": silent_server, "output": "x"}, "timeout_s": 60},
+        )  # fmt: skip
+        time.sleep(1.5)
+        os.kill(zygote, signal.SIGKILL)
+        lost = pending.result(timeout=60)
+    assert lost.status_code == 503
+    assert "executor" in lost.json()["detail"]
+    body = run(
+        client, "visualize", "heatmap",
+        {"input": str(inputs / "field.npy"), "output": "again.png", **MAP_FLAGS},
+    )  # fmt: skip
+    assert body["exit_code"] == 0
