@@ -23,6 +23,9 @@ def _split(value: object) -> object:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ZYRA_", extra="ignore")
 
+    host: str = Field("127.0.0.1", description="Address `python -m api` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `python -m api` listens on.")
+
     # --- authentication -----------------------------------------------------------------
     api_keys: CommaList = Field(
         default_factory=list,

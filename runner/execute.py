@@ -41,7 +41,6 @@ class ExitReason(StrEnum):
     ERROR = "Error"
     TIMEOUT = "Timeout"
     SIGNALED = "Signaled"
-    CANCELLED = "Cancelled"
 
 
 class Stream(StrEnum):
@@ -183,7 +182,6 @@ class CommandExecutor:
         capture_dir: Path,
         timeout_s: float,
         on_output: OutputCallback | None = None,
-        cancel: threading.Event | None = None,
     ) -> RunOutcome:
         capture_dir.mkdir(parents=True, exist_ok=True)
         paths = {Stream.STDOUT: capture_dir / "stdout", Stream.STDERR: capture_dir / "stderr"}
@@ -199,7 +197,7 @@ class CommandExecutor:
         finally:
             os.close(out_w)
             os.close(err_w)
-        stopped_by: ExitReason | None = None
+        timed_out = False
         with (
             selectors.DefaultSelector() as selector,
             paths[Stream.STDOUT].open("wb") as out_file,
@@ -224,28 +222,25 @@ class CommandExecutor:
                 if finished.done():
                     # The command is gone; whatever it left running must not hold the pipes.
                     kill_group(pid, signal.SIGKILL)
-                elif stopped_by is None and (
-                    now >= deadline or (cancel is not None and cancel.is_set())
-                ):
-                    stopped_by = ExitReason.TIMEOUT if now >= deadline else ExitReason.CANCELLED
+                elif not timed_out and now >= deadline:
+                    timed_out = True
                     kill_group(pid, signal.SIGTERM)
                     killed_at = now
                 elif killed_at is not None and now - killed_at >= self.kill_grace_s:
                     kill_group(pid, signal.SIGKILL)
         status = finished.result()
-        return self._outcome(status, stopped_by, time.monotonic() - started, paths)
+        return self._outcome(status, timed_out, time.monotonic() - started, paths)
 
     @staticmethod
     def _outcome(
-        status: int, stopped_by: ExitReason | None, duration: float, paths: dict[Stream, Path]
+        status: int, timed_out: bool, duration: float, paths: dict[Stream, Path]
     ) -> RunOutcome:
         code = os.waitstatus_to_exitcode(status)
         sig = -code if code < 0 else None
-        if stopped_by is ExitReason.TIMEOUT:
+        if timed_out:
             exit_code, reason = TIMEOUT_EXIT_CODE, ExitReason.TIMEOUT
         elif sig is not None:
-            exit_code = 128 + sig
-            reason = stopped_by or ExitReason.SIGNALED
+            exit_code, reason = 128 + sig, ExitReason.SIGNALED
         else:
             exit_code = code
             reason = ExitReason.COMPLETED if code == 0 else ExitReason.ERROR

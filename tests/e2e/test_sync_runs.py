@@ -8,7 +8,8 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -181,22 +182,30 @@ def _command_pids(api: ApiServer) -> set[int]:
     return pids
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGKILL, 137), (signal.SIGTERM, 143)])
-def test_command_killed_by_a_signal_reports_128_plus_n(
-    api: ApiServer, client: httpx.Client, silent_server: str, sig: int, code: int
-) -> None:
+@contextmanager
+def hanging_command(
+    api: ApiServer, client: httpx.Client, url: str, timeout_s: float
+) -> Iterator[tuple[int, Future[dict]]]:
+    """A sync run of a command that waits on `url`; yields its pid and the pending response."""
     before = _command_pids(api)
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(
-            run, client, "acquire", "http", {"url": silent_server, "output": "x"}, timeout_s=60
+            run, client, "acquire", "http", {"url": url, "output": "x"}, timeout_s=timeout_s
         )
         deadline = time.monotonic() + 30
         while not (new := _command_pids(api) - before) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert new, "the command never started"
+        assert len(new) == 1, f"expected one new command process, found {new}"
+        yield new.pop(), pending
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGKILL, 137), (signal.SIGTERM, 143)])
+def test_command_killed_by_a_signal_reports_128_plus_n(
+    api: ApiServer, client: httpx.Client, silent_server: str, sig: int, code: int
+) -> None:
+    with hanging_command(api, client, silent_server, timeout_s=60) as (pid, pending):
         time.sleep(0.5)
-        for pid in new:
-            os.kill(pid, sig)
+        os.kill(pid, sig)
         body = pending.result(timeout=60)
     assert body["exit_code"] == code
     assert body["reason"] == "Signaled"
@@ -262,15 +271,7 @@ def test_commands_see_no_api_secrets_and_the_api_keeps_its_cwd(
     api: ApiServer, client: httpx.Client, silent_server: str
 ) -> None:
     api_cwd = os.readlink(f"/proc/{api.process.pid}/cwd")
-    before = _command_pids(api)
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(
-            run, client, "acquire", "http", {"url": silent_server, "output": "x"}, timeout_s=3
-        )
-        deadline = time.monotonic() + 30
-        while not (new := _command_pids(api) - before) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        [pid] = new
+    with hanging_command(api, client, silent_server, timeout_s=3) as (pid, pending):
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         live_env = dict(e.split(b"=", 1) for e in environ if b"=" in e)
         command_cwd = os.readlink(f"/proc/{pid}/cwd")
