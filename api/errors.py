@@ -10,6 +10,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from runner.events import DependencyUnavailableError
+
 
 def json_safe(value: Any) -> Any:
     """JSON cannot carry NaN or infinities: echo them back as text."""
@@ -30,5 +32,15 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _dependency_down(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DependencyUnavailableError)
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": str(exc), "dependency": exc.dependency},
+        headers={"Retry-After": "5"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DependencyUnavailableError, _dependency_down)

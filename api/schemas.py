@@ -151,5 +151,17 @@ class JobView(BaseModel):
         return cls.model_validate({k: data[k] for k in cls.model_fields})
 
 
+class JobList(BaseModel):
+    jobs: list[JobView]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")
+
+
+class CancelResponse(BaseModel):
+    job_id: str
+    status: str
+    cancelled: bool = Field(description="false when the job had already finished")
+    message: str
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
 
+from api.backends.local import LocalBackend
 from api.command_env import command_environment
 from api.errors import install_error_handlers
+from api.jobs.redis_store import RedisJobStore
 from api.jobs.service import JobService
-from api.jobs.store import SqliteJobStore
-from api.routers import cli, health, jobs
+from api.jobs.store import JobStore, SqliteJobStore
+from api.routers import cli, health, jobs, stream
 from api.security.api_keys import ApiKeyRing
 from api.settings import Settings
 from runner.catalog import CommandCatalog, ExposurePolicy
+from runner.events import DependencyUnavailableError, RedisEventLog, SqliteEventLog
 from runner.execute import CommandExecutor, Zygote
+
+log = logging.getLogger("zyra.server")
 
 
 def _unsupported(settings: Settings) -> list[str]:
@@ -24,11 +32,43 @@ def _unsupported(settings: Settings) -> list[str]:
     problems = []
     if settings.backend != "local":
         problems.append(f"ZYRA_BACKEND={settings.backend}")
-    if settings.redis_url:
-        problems.append("ZYRA_REDIS_URL")
     if settings.storage != "local":
         problems.append(f"ZYRA_STORAGE={settings.storage}")
     return problems
+
+
+def _reconcile_until_done(service: JobService) -> None:
+    """Settle jobs an earlier API process left running; wait out a Redis outage."""
+    delay = 1.0
+    while True:
+        try:
+            service.reconcile()
+            return
+        except DependencyUnavailableError as exc:
+            log.warning("reconcile postponed: %s", exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygote) -> JobService:
+    env = command_environment(settings)
+    events_db = settings.data_dir / "events.sqlite3"
+    store: JobStore
+    if settings.redis_url:
+        store, events = RedisJobStore(settings.redis_url), RedisEventLog(settings.redis_url)
+    else:
+        store = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
+        events = SqliteEventLog(events_db)
+    service = JobService(
+        settings, catalog, store, events, CommandExecutor(zygote, settings.kill_grace_s), env
+    )
+    runner_env = {**env, "ZYRA_EVENT_DB": str(events_db)}
+    if settings.redis_url:
+        runner_env["ZYRA_REDIS_URL"] = settings.redis_url
+    service.backend = LocalBackend(
+        settings.work_dir, runner_env, service.on_runner_exit, settings.kill_grace_s
+    )
+    return service
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,24 +82,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         policy = ExposurePolicy(tuple(settings.stages), tuple(settings.commands_deny))
         catalog = await anyio.to_thread.run_sync(CommandCatalog.from_zyra, policy)
-        env = command_environment(settings)
-        zygote = Zygote(env)
+        zygote = Zygote(command_environment(settings))
         await anyio.to_thread.run_sync(zygote.start)
+        service = build_job_service(settings, catalog, zygote)
         app.state.settings = settings
         app.state.catalog = catalog
         app.state.key_ring = ApiKeyRing.from_sources(
             settings.api_keys, settings.api_keys_file, settings.api_key
         )
-        app.state.job_service = JobService(
-            settings,
-            catalog,
-            SqliteJobStore(settings.data_dir / "jobs.sqlite3"),
-            CommandExecutor(zygote, kill_grace_s=settings.kill_grace_s),
-            env,
-        )
+        app.state.job_service = service
+        threading.Thread(target=_reconcile_until_done, args=(service,), daemon=True).start()
         try:
             yield
         finally:
+            assert service.backend is not None
+            service.backend.close()
             await anyio.to_thread.run_sync(zygote.close)
 
     app = FastAPI(
@@ -69,7 +106,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(cli.router)
-    app.include_router(jobs.router)
+    for router in (health.router, cli.router, jobs.router, stream.router):
+        app.include_router(router)
     return app

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     sync_timeout_max_s: float = Field(
         300.0, gt=0, description="Upper bound on a sync run's timeout_s."
     )
+    async_timeout_max_s: float = Field(
+        6 * 3600.0, gt=0, description="Upper bound (and default) of an async run's timeout_s."
+    )
     sync_concurrency: int = Field(
         8, ge=1, description="Sync runs executing at once per API process; others wait."
     )

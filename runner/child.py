@@ -10,6 +10,7 @@ too, not only Python's sys.stdout), a scrubbed environment and resource limits.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import resource
@@ -20,6 +21,8 @@ import traceback
 from typing import Any, NoReturn
 
 from pydantic import BaseModel, Field
+
+PR_SET_PDEATHSIG = 1
 
 
 class ResourceLimits(BaseModel):
@@ -67,6 +70,13 @@ def _apply_limits(limits: ResourceLimits) -> None:
             resource.setrlimit(which, (cap, cap))
 
 
+def _die_with_parent() -> None:
+    """A command never outlives the process that launched it (Linux only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _redirect_stdio(stdout_fd: int, stderr_fd: int) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -108,6 +118,7 @@ def become_command(request: ChildRequest, stdout_fd: int, stderr_fd: int) -> NoR
     """Turn this freshly forked process into the command; never returns."""
     code = 1
     try:
+        _die_with_parent()
         os.setsid()
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)

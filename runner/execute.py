@@ -29,8 +29,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
-from runner.child import ChildRequest
+from runner.child import ChildRequest, become_command
 
 TIMEOUT_EXIT_CODE = 124
 READ_CHUNK = 64 * 1024
@@ -41,6 +42,7 @@ class ExitReason(StrEnum):
     ERROR = "Error"
     TIMEOUT = "Timeout"
     SIGNALED = "Signaled"
+    CANCELLED = "Cancelled"
 
 
 class Stream(StrEnum):
@@ -63,6 +65,34 @@ class RunOutcome:
 
 class ExecutorUnavailableError(RuntimeError):
     """The template process could not be started or died."""
+
+
+class Spawner(Protocol):
+    def spawn(
+        self, request: ChildRequest, stdout_fd: int, stderr_fd: int
+    ) -> tuple[int, Future[int]]:
+        """Start a child running the command; its pid and a future of its wait status."""
+        ...
+
+
+class ForkSpawner:
+    """Forks the command straight from this process: for a runner that runs one command."""
+
+    def spawn(
+        self, request: ChildRequest, stdout_fd: int, stderr_fd: int
+    ) -> tuple[int, Future[int]]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            become_command(request, stdout_fd, stderr_fd)
+        finished: Future[int] = Future()
+
+        def wait() -> None:
+            finished.set_result(os.waitpid(pid, 0)[1])
+
+        threading.Thread(target=wait, daemon=True).start()
+        return pid, finished
 
 
 class Zygote:
@@ -170,10 +200,10 @@ def kill_group(pgid: int, sig: int) -> None:
 
 
 class CommandExecutor:
-    """Runs commands through one template process."""
+    """Runs commands through a spawner: the template process, or a plain fork."""
 
-    def __init__(self, zygote: Zygote, kill_grace_s: float = 2.0) -> None:
-        self.zygote = zygote
+    def __init__(self, spawner: Spawner, kill_grace_s: float = 2.0) -> None:
+        self.spawner = spawner
         self.kill_grace_s = kill_grace_s
 
     def run(
@@ -182,6 +212,7 @@ class CommandExecutor:
         capture_dir: Path,
         timeout_s: float,
         on_output: OutputCallback | None = None,
+        cancel: threading.Event | None = None,
     ) -> RunOutcome:
         capture_dir.mkdir(parents=True, exist_ok=True)
         paths = {Stream.STDOUT: capture_dir / "stdout", Stream.STDERR: capture_dir / "stderr"}
@@ -189,7 +220,7 @@ class CommandExecutor:
         err_r, err_w = os.pipe()
         started = time.monotonic()
         try:
-            pid, finished = self.zygote.spawn(request, out_w, err_w)
+            pid, finished = self.spawner.spawn(request, out_w, err_w)
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)
@@ -197,7 +228,7 @@ class CommandExecutor:
         finally:
             os.close(out_w)
             os.close(err_w)
-        timed_out = False
+        stopped_by: ExitReason | None = None
         with (
             selectors.DefaultSelector() as selector,
             paths[Stream.STDOUT].open("wb") as out_file,
@@ -222,25 +253,27 @@ class CommandExecutor:
                 if finished.done():
                     # The command is gone; whatever it left running must not hold the pipes.
                     kill_group(pid, signal.SIGKILL)
-                elif not timed_out and now >= deadline:
-                    timed_out = True
+                elif stopped_by is None and (now >= deadline or (cancel and cancel.is_set())):
+                    stopped_by = ExitReason.TIMEOUT if now >= deadline else ExitReason.CANCELLED
                     kill_group(pid, signal.SIGTERM)
                     killed_at = now
                 elif killed_at is not None and now - killed_at >= self.kill_grace_s:
                     kill_group(pid, signal.SIGKILL)
         status = finished.result()
-        return self._outcome(status, timed_out, time.monotonic() - started, paths)
+        return self._outcome(status, stopped_by, time.monotonic() - started, paths)
 
     @staticmethod
     def _outcome(
-        status: int, timed_out: bool, duration: float, paths: dict[Stream, Path]
+        status: int, stopped_by: ExitReason | None, duration: float, paths: dict[Stream, Path]
     ) -> RunOutcome:
         code = os.waitstatus_to_exitcode(status)
         sig = -code if code < 0 else None
-        if timed_out:
+        if stopped_by is ExitReason.TIMEOUT:
             exit_code, reason = TIMEOUT_EXIT_CODE, ExitReason.TIMEOUT
         elif sig is not None:
-            exit_code, reason = 128 + sig, ExitReason.SIGNALED
+            exit_code, reason = 128 + sig, stopped_by or ExitReason.SIGNALED
+        elif stopped_by is ExitReason.CANCELLED:
+            exit_code, reason = code, ExitReason.CANCELLED
         else:
             exit_code = code
             reason = ExitReason.COMPLETED if code == 0 else ExitReason.ERROR

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from runner.catalog import CommandCatalog
+from tests.services import RedisServer
 
 
 @pytest.fixture(scope="session")
 def catalog() -> CommandCatalog:
     return CommandCatalog.from_zyra()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

@@ -49,6 +49,12 @@ class JobRecord(BaseModel):
     stdout_is_binary: bool = False
     outputs: list[OutputFile] = Field(default_factory=list)
     duration_s: float | None = None
+    timeout_s: float | None = None
+    callback_url: str | None = None
+    cancel_requested: bool = False
+    runner: dict[str, Any] | None = Field(
+        None, description="The backend's handle on the runner (pid, pod name, ...)."
+    )
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -1,7 +1,8 @@
-"""Ties a validated request to an execution and a job record."""
+"""Ties a validated request to an execution, a job record and its events."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -10,16 +11,22 @@ from typing import Any
 
 import anyio
 
+from api.backends.base import Backend, RunnerExit
+from api.jobs.callbacks import deliver_in_background
 from api.jobs.records import JobRecord, JobStatus, RunMode, utcnow
-from api.jobs.store import JobStore
+from api.jobs.store import JobFilter, JobPage, JobStore
 from api.settings import Settings
+from runner import progress
 from runner.argv import PathPolicy, build_argv
 from runner.catalog import CommandCatalog, CommandSpec
 from runner.child import ChildRequest, ResourceLimits
-from runner.execute import CommandExecutor, ExecutorUnavailableError, RunOutcome
+from runner.events import EventLog, RunnerResult
+from runner.execute import CommandExecutor, ExecutorUnavailableError, ExitReason, RunOutcome
 from runner.outputs import collect_outputs, is_text, keep_binary_stdout
+from runner.spec import JobSpec
 
 MB = 1 << 20
+log = logging.getLogger("zyra.jobs")
 
 
 class TimeoutTooLongError(ValueError):
@@ -49,40 +56,74 @@ class JobService:
         settings: Settings,
         catalog: CommandCatalog,
         store: JobStore,
+        events: EventLog,
         executor: CommandExecutor,
         command_env: dict[str, str],
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.store = store
+        self.events = events
         self.executor = executor
         self.command_env = command_env
+        self.backend: Backend | None = None  # set once built: it calls back into us
         self.paths = PathPolicy(tuple(settings.allowed_path_prefixes))
         self._sync_slots = anyio.CapacityLimiter(settings.sync_concurrency)
 
+    # --- requests -----------------------------------------------------------------------
+
     def prepare(
-        self, stage: str, command: str | None, args: dict[str, Any], timeout_s: float | None
+        self,
+        stage: str,
+        command: str | None,
+        args: dict[str, Any],
+        timeout_s: float | None,
+        mode: RunMode = RunMode.SYNC,
     ) -> PreparedRun:
         """Validate a request; raises catalog, argv or timeout errors for the client."""
         spec = self.catalog.resolve(stage, command)
         argv = build_argv(spec, args, self.paths)
-        maximum = self.settings.sync_timeout_max_s
-        timeout = timeout_s if timeout_s is not None else self.settings.sync_timeout_default_s
-        if timeout_s is None:
-            timeout = min(timeout, maximum)
+        maximum = (
+            self.settings.sync_timeout_max_s
+            if mode is RunMode.SYNC
+            else self.settings.async_timeout_max_s
+        )
+        timeout = (
+            timeout_s
+            if timeout_s is not None
+            else min(
+                self.settings.sync_timeout_default_s if mode is RunMode.SYNC else maximum, maximum
+            )
+        )
         if timeout > maximum:
             raise TimeoutTooLongError(timeout, maximum)
         return PreparedRun(spec, argv, args, timeout)
 
-    async def run_sync(self, prepared: PreparedRun, principal: str) -> JobRecord:
-        record = JobRecord(
+    def _new_record(
+        self, prepared: PreparedRun, mode: RunMode, principal: str, callback_url: str | None
+    ) -> JobRecord:
+        return JobRecord(
             job_id=uuid.uuid4().hex,
-            mode=RunMode.SYNC,
+            mode=mode,
             stage=prepared.command.stage,
             command=prepared.command.name,
             args=prepared.args,
             submitted_by=principal,
+            timeout_s=prepared.timeout_s,
+            callback_url=callback_url,
         )
+
+    def _limits(self) -> ResourceLimits:
+        s = self.settings
+        return ResourceLimits(
+            memory_bytes=s.run_memory_limit_mb * MB if s.run_memory_limit_mb else None,
+            file_size_bytes=s.run_file_size_limit_mb * MB if s.run_file_size_limit_mb else None,
+        )
+
+    # --- sync ---------------------------------------------------------------------------
+
+    async def run_sync(self, prepared: PreparedRun, principal: str) -> JobRecord:
+        record = self._new_record(prepared, RunMode.SYNC, principal, None)
         await anyio.to_thread.run_sync(self.store.save, record)
         return await anyio.to_thread.run_sync(
             self._execute, record, prepared, limiter=self._sync_slots
@@ -97,11 +138,16 @@ class JobService:
         self.store.save(record)
         try:
             outcome = self.executor.run(
-                self._child_request(prepared.argv, workdir, tmpdir),
+                ChildRequest(
+                    argv=prepared.argv,
+                    cwd=str(workdir),
+                    env={**self.command_env, "TMPDIR": str(tmpdir)},
+                    limits=self._limits(),
+                ),
                 capture_dir=job_root / "capture",
                 timeout_s=prepared.timeout_s,
             )
-            record = self._finish(record, outcome, workdir)
+            record = self._finish_sync(record, outcome, workdir)
         except ExecutorUnavailableError as exc:
             # The record must not stay `running`; the client gets a 503.
             self.store.save(
@@ -120,19 +166,7 @@ class JobService:
         self.store.save(record)
         return record
 
-    def _child_request(self, argv: list[str], workdir: Path, tmpdir: Path) -> ChildRequest:
-        s = self.settings
-        return ChildRequest(
-            argv=argv,
-            cwd=str(workdir),
-            env={**self.command_env, "TMPDIR": str(tmpdir)},
-            limits=ResourceLimits(
-                memory_bytes=s.run_memory_limit_mb * MB if s.run_memory_limit_mb else None,
-                file_size_bytes=s.run_file_size_limit_mb * MB if s.run_file_size_limit_mb else None,
-            ),
-        )
-
-    def _finish(self, record: JobRecord, outcome: RunOutcome, workdir: Path) -> JobRecord:
+    def _finish_sync(self, record: JobRecord, outcome: RunOutcome, workdir: Path) -> JobRecord:
         results = self.settings.results_dir / record.job_id
         outputs = collect_outputs(workdir, results)
         binary_stdout = not is_text(outcome.stdout_path)
@@ -147,7 +181,7 @@ class JobService:
                 "status": JobStatus.SUCCEEDED if outcome.exit_code == 0 else JobStatus.FAILED,
                 "exit_code": outcome.exit_code,
                 "reason": outcome.reason.value,
-                "progress": 1.0,
+                "progress": progress.DONE,
                 "stdout": stdout,
                 "stderr": stderr,
                 "stdout_truncated": stdout_cut,
@@ -159,5 +193,152 @@ class JobService:
             }
         )
 
+    # --- async --------------------------------------------------------------------------
+
+    def submit(self, prepared: PreparedRun, principal: str, callback_url: str | None) -> JobRecord:
+        """Record the job, then hand it to the backend; returns at once."""
+        assert self.backend is not None
+        record = self._new_record(prepared, RunMode.ASYNC, principal, callback_url)
+        self.store.save(record)
+        self.events.append(record.job_id, status=JobStatus.QUEUED.value, progress=progress.QUEUED)
+        spec = JobSpec(
+            job_id=record.job_id,
+            argv=prepared.argv,
+            timeout_s=prepared.timeout_s,
+            kill_grace_s=self.settings.kill_grace_s,
+            env=self.command_env,
+            limits=self._limits(),
+            work_root=str(self.settings.work_dir / record.job_id),
+            results_dir=str(self.settings.results_dir / record.job_id),
+        )
+        handle = self.backend.launch(record, spec)
+        record = record.model_copy(
+            update={"status": JobStatus.RUNNING, "started_at": utcnow(), "runner": handle}
+        )
+        # The runner may already have finished and been finalised: never step back.
+        self.store.save_unless_terminal(record)
+        return record
+
+    def on_runner_exit(self, job_id: str, observed: RunnerExit) -> None:
+        """Called by the backend; safe to call twice (or from two replicas)."""
+        record = self.store.get(job_id)
+        if record is None or record.status.is_terminal():
+            return
+        result = self.events.get_result(job_id)
+        final = self._final_record(record, observed, result)
+        if not self.store.save_unless_terminal(final):
+            return  # someone else finalised it first
+        self.events.append(
+            job_id,
+            status=final.status.value,
+            exit_code=final.exit_code,
+            reason=final.reason,
+            progress=progress.DONE,
+        )
+        log.info(
+            "job finished",
+            extra={"job_id": job_id, "status": final.status.value, "exit_code": final.exit_code},
+        )
+        if final.callback_url:
+            deliver_in_background(final.callback_url, final.model_dump(mode="json"))
+
+    def _final_record(
+        self, record: JobRecord, observed: RunnerExit, result: RunnerResult | None
+    ) -> JobRecord:
+        exit_code = result.exit_code if result else observed.exit_code
+        reason = result.reason if result else observed.reason
+        if record.cancel_requested:
+            status, reason = JobStatus.CANCELLED, ExitReason.CANCELLED.value
+        elif exit_code == 0:
+            status = JobStatus.SUCCEEDED
+        else:
+            status = JobStatus.FAILED
+        if exit_code is None and not record.cancel_requested:
+            reason = "Lost"
+        stdout, stderr, cut_out, cut_err = self.collect_logs(record.job_id)
+        return record.model_copy(
+            update={
+                "status": status,
+                "exit_code": exit_code,
+                "reason": reason,
+                "progress": progress.DONE,
+                "stdout": stdout,
+                "stderr": stderr,
+                "stdout_truncated": cut_out,
+                "stderr_truncated": cut_err,
+                "stdout_is_binary": bool(result and result.stdout_is_binary),
+                "outputs": result.outputs if result else [],
+                "duration_s": result.duration_s if result else None,
+                "finished_at": utcnow(),
+            }
+        )
+
+    def collect_logs(self, job_id: str) -> tuple[str, str, bool, bool]:
+        """stdout and stderr from the job's events, each cut at max_log_bytes."""
+        limit = self.settings.max_log_bytes
+        parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        sizes = {"stdout": 0, "stderr": 0}
+        cut = {"stdout": False, "stderr": False}
+        after = 0
+        while batch := self.events.read(job_id, after, limit=5000):
+            for event in batch:
+                for stream in ("stdout", "stderr"):
+                    text = getattr(event, stream)
+                    if text is None or cut[stream]:
+                        continue
+                    if sizes[stream] + len(text) > limit:
+                        text, cut[stream] = text[: limit - sizes[stream]], True
+                    parts[stream].append(text)
+                    sizes[stream] += len(text)
+            after = batch[-1].seq
+        return "".join(parts["stdout"]), "".join(parts["stderr"]), cut["stdout"], cut["stderr"]
+
+    def live_view(self, record: JobRecord) -> JobRecord:
+        """A running job's record with the output and progress so far."""
+        if record.status.is_terminal():
+            return record
+        stdout, stderr, cut_out, cut_err = self.collect_logs(record.job_id)
+        events = self.events.read(record.job_id, 0, limit=100_000)
+        latest = max((e.progress for e in events if e.progress is not None), default=0.0)
+        return record.model_copy(
+            update={
+                "stdout": stdout,
+                "stderr": stderr,
+                "stdout_truncated": cut_out,
+                "stderr_truncated": cut_err,
+                "progress": latest,
+            }
+        )
+
+    def cancel(self, job_id: str) -> tuple[JobRecord, bool]:
+        """Cancel a queued or running job; (record, whether anything changed)."""
+        assert self.backend is not None
+        record = self.store.get(job_id)
+        if record is None:
+            raise KeyError(job_id)
+        if record.status.is_terminal():
+            return record, False
+        if record.mode is RunMode.SYNC:
+            return record, False  # its request is still open; it ends with it
+        record = record.model_copy(update={"cancel_requested": True})
+        self.store.save(record)
+        self.backend.cancel(record)
+        return record, True
+
+    def reconcile(self) -> None:
+        """At start-up: settle jobs left running by an earlier API process."""
+        assert self.backend is not None
+        active = self.store.active()
+        stale_sync = [r for r in active if r.mode is RunMode.SYNC]
+        for record in stale_sync:
+            # Its HTTP request died with the process that served it.
+            self.on_runner_exit(record.job_id, RunnerExit(None, "Lost"))
+        self.backend.reconcile([r for r in active if r.mode is RunMode.ASYNC])
+
+    # --- reads --------------------------------------------------------------------------
+
     def get(self, job_id: str) -> JobRecord | None:
         return self.store.get(job_id)
+
+    def list(self, flt: JobFilter, limit: int, cursor: str | None) -> JobPage:
+        return self.store.list(flt, limit, cursor)

@@ -1,58 +1,148 @@
-"""Where job records live. The embedded store is one SQLite file under the data dir."""
+"""Where job records live: `SqliteJobStore` (embedded) or `RedisJobStore`."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from api.jobs.records import JobRecord
+from api.jobs.records import JobRecord, JobStatus
+
+TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    status: JobStatus | None = None
+    stage: str | None = None
+    command: str | None = None
+
+    def matches(self, record: JobRecord) -> bool:
+        return (
+            (self.status is None or record.status == self.status)
+            and (self.stage is None or record.stage == self.stage)
+            and (self.command is None or record.command == self.command)
+        )
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[JobRecord]
+    next_cursor: str | None
+
+
+def cursor_of(record: JobRecord) -> str:
+    return f"{record.created_at.timestamp():.6f}:{record.job_id}"
+
+
+def parse_cursor(cursor: str) -> tuple[float, str]:
+    """Raises ValueError for a cursor this service did not hand out."""
+    ts, _, job_id = cursor.partition(":")
+    if not job_id:
+        raise ValueError("malformed cursor")
+    return float(ts), job_id
 
 
 class JobStore(Protocol):
     def save(self, record: JobRecord) -> None: ...
     def get(self, job_id: str) -> JobRecord | None: ...
+    def save_unless_terminal(self, record: JobRecord) -> bool:
+        """Save unless the stored record is already terminal; whether it was saved."""
+        ...
+
+    def list(self, flt: JobFilter, limit: int, cursor: str | None) -> JobPage: ...
+    def active(self) -> list[JobRecord]: ...
 
 
 class SqliteJobStore:
-    """Durable across restarts and shared by every worker process on one machine."""
+    """Durable across restarts and shared by every process on one machine."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS jobs ("
-                " job_id TEXT PRIMARY KEY, status TEXT NOT NULL, created_at TEXT NOT NULL,"
-                " record TEXT NOT NULL)"
+                " job_id TEXT PRIMARY KEY, status TEXT NOT NULL, stage TEXT NOT NULL,"
+                " command TEXT NOT NULL, created REAL NOT NULL, record TEXT NOT NULL)"
             )
+            db.execute("CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created DESC, job_id)")
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        yield db
+
+    @staticmethod
+    def _row(record: JobRecord) -> tuple:
+        return (
+            record.job_id,
+            record.status.value,
+            record.stage,
+            record.command,
+            record.created_at.timestamp(),
+            record.model_dump_json(),
+        )
 
     def save(self, record: JobRecord) -> None:
-        with self._connect() as db:
-            db.execute(
-                "INSERT INTO jobs (job_id, status, created_at, record) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(job_id) DO UPDATE SET status=excluded.status, record=excluded.record",
-                (
-                    record.job_id,
-                    record.status.value,
-                    record.created_at.isoformat(),
-                    record.model_dump_json(),
-                ),
-            )
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?)", self._row(record))
+
+    def save_unless_terminal(self, record: JobRecord) -> bool:
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
+                "SELECT status FROM jobs WHERE job_id = ?", (record.job_id,)
+            ).fetchone()
+            if row and row[0] in TERMINAL:
+                db.execute("ROLLBACK")
+                return False
+            db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?)", self._row(record))
+            db.execute("COMMIT")
+        return True
 
     def get(self, job_id: str) -> JobRecord | None:
-        with self._connect() as db:
+        with self._db() as db:
             row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return JobRecord.model_validate_json(row[0]) if row else None
+
+    def list(self, flt: JobFilter, limit: int, cursor: str | None) -> JobPage:
+        where, params = ["1=1"], []
+        for column, value in (
+            ("status", flt.status),
+            ("stage", flt.stage),
+            ("command", flt.command),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(str(value))
+        if cursor:
+            ts, job_id = parse_cursor(cursor)
+            where.append("(created < ? OR (created = ? AND job_id > ?))")
+            params += [ts, ts, job_id]
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT record FROM jobs WHERE {' AND '.join(where)}"
+                " ORDER BY created DESC, job_id LIMIT ?",
+                (*params, limit + 1),
+            ).fetchall()
+        jobs = [JobRecord.model_validate_json(r[0]) for r in rows]
+        more = len(jobs) > limit
+        jobs = jobs[:limit]
+        return JobPage(jobs, cursor_of(jobs[-1]) if more and jobs else None)
+
+    def active(self) -> list[JobRecord]:
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT record FROM jobs WHERE status NOT IN ({','.join('?' * len(TERMINAL))})",
+                TERMINAL,
+            ).fetchall()
+        return [JobRecord.model_validate_json(r[0]) for r in rows]

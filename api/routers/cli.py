@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from fastapi import APIRouter, HTTPException, status
+import anyio
+from fastapi import APIRouter, HTTPException, Response, status
 
 from api.deps import CatalogDep, CurrentPrincipal, JobServiceDep
 from api.jobs.records import RunMode
 from api.jobs.service import TimeoutTooLongError
-from api.schemas import CatalogResponse, RunRequest, RunResponse
+from api.schemas import AcceptedResponse, CatalogResponse, RunRequest, RunResponse
 from runner.argv import InvalidArgsError
 from runner.catalog import UnknownCommandError, UnknownStageError
 from runner.execute import ExecutorUnavailableError
@@ -24,19 +25,20 @@ async def list_commands(catalog: CatalogDep, _: CurrentPrincipal) -> dict:
 
 @router.post(
     "/run",
-    response_model=RunResponse,
+    response_model=RunResponse | AcceptedResponse,
     summary="Run one Zyra command",
     responses={
         404: {"description": "Unknown stage or command; the detail names the valid ones"},
+        202: {"model": AcceptedResponse, "description": "mode async: the job is queued"},
         422: {"description": "An argument is unknown or has the wrong type or value"},
         503: {"description": "The command executor is restarting; retry"},
     },
 )
 async def run_command(
-    body: RunRequest, service: JobServiceDep, principal: CurrentPrincipal
-) -> RunResponse:
+    body: RunRequest, service: JobServiceDep, principal: CurrentPrincipal, response: Response
+) -> RunResponse | AcceptedResponse:
     try:
-        prepared = service.prepare(body.stage, body.command, body.args, body.timeout_s)
+        prepared = service.prepare(body.stage, body.command, body.args, body.timeout_s, body.mode)
     except UnknownStageError as exc:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
@@ -65,10 +67,10 @@ async def run_command(
             ],
         ) from exc
     if body.mode is RunMode.ASYNC:
-        raise HTTPException(
-            status.HTTP_501_NOT_IMPLEMENTED,
-            detail="mode 'async' is not available in this version yet; use 'sync'",
-        )
+        callback = str(body.callback_url) if body.callback_url else None
+        record = await anyio.to_thread.run_sync(service.submit, prepared, principal, callback)
+        response.status_code = status.HTTP_202_ACCEPTED
+        return AcceptedResponse(job_id=record.job_id)
     try:
         record = await service.run_sync(prepared, principal)
     except ExecutorUnavailableError as exc:

@@ -16,13 +16,9 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.services import free_port
+
 API_KEY = "e2e-secret-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -133,3 +129,13 @@ def api(tmp_path_factory: pytest.TempPathFactory, inputs: Path) -> Iterator[ApiS
 def client(api: ApiServer) -> Iterator[httpx.Client]:
     with api.client() as c:
         yield c
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers: a command
+    fetching from it waits until something stops it."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/never"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,16 +34,6 @@ def download(client: httpx.Client, job_id: str, name: str | None = None) -> byte
     response = client.get(f"/jobs/{job_id}/download", params={"file": name} if name else None)
     assert response.status_code == 200, response.text
     return response.content
-
-
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """A TCP server that accepts connections and never answers: a command
-    fetching from it waits until something stops it."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(16)
-        yield f"http://127.0.0.1:{server.getsockname()[1]}/never"
 
 
 def test_heatmap_png_from_npy(client: httpx.Client, inputs: Path) -> None:

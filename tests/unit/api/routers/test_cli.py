@@ -59,14 +59,6 @@ def test_timeout_above_the_server_maximum_is_422(app_client: TestClient) -> None
     assert problem["loc"] == ["body", "timeout_s"] and "at most 30" in problem["msg"]
 
 
-def test_async_mode_is_refused_clearly_until_it_exists(app_client: TestClient) -> None:
-    r = app_client.post(
-        "/cli/run", json={"stage": "run", "args": {"config": "p.yaml"}, "mode": "async"}
-    )
-    assert r.status_code == 501
-    assert "sync" in r.json()["detail"]
-
-
 @pytest.mark.parametrize(
     "body",
     [

@@ -1,0 +1,127 @@
+"""The local backend: one `python -m runner` process per async job on this machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from api.backends.base import ExitCallback, RunnerExit
+from api.jobs.records import JobRecord
+from runner.execute import kill_group
+from runner.spec import JobSpec
+
+RUNNER_LOST = "Lost"
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks: tells a pid apart from a reused one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def exit_code_of_returncode(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class LocalBackend:
+    def __init__(
+        self,
+        work_dir: Path,
+        runner_env: dict[str, str],
+        on_exit: ExitCallback,
+        kill_grace_s: float,
+    ) -> None:
+        self.work_dir = work_dir
+        self.runner_env = runner_env
+        self.on_exit = on_exit
+        self.kill_grace_s = kill_grace_s
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def spec_path(self, job_id: str) -> Path:
+        return self.work_dir / f"{job_id}.spec.json"
+
+    def log_path(self, job_id: str) -> Path:
+        return self.work_dir / f"{job_id}.runner.log"
+
+    def launch(self, record: JobRecord, spec: JobSpec) -> dict[str, Any]:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        spec_file = self.spec_path(record.job_id)
+        spec_file.write_text(spec.model_dump_json())
+        with self.log_path(record.job_id).open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "runner", "--spec", str(spec_file)],
+                env=self.runner_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # cancel can signal the runner's whole group
+            )
+        with self._lock:
+            self._procs[record.job_id] = proc
+        threading.Thread(target=self._watch_child, args=(record.job_id, proc), daemon=True).start()
+        return {"kind": "local", "pid": proc.pid, "start_ticks": _start_ticks(proc.pid)}
+
+    def _watch_child(self, job_id: str, proc: subprocess.Popen[bytes]) -> None:
+        returncode = proc.wait()
+        with self._lock:
+            self._procs.pop(job_id, None)
+        reason = "Completed" if returncode == 0 else "Error"
+        self.on_exit(job_id, RunnerExit(exit_code_of_returncode(returncode), reason))
+        with contextlib.suppress(FileNotFoundError):
+            self.spec_path(job_id).unlink()
+
+    def _alive(self, handle: dict[str, Any] | None) -> bool:
+        if not handle or handle.get("kind") != "local":
+            return False
+        ticks = _start_ticks(handle["pid"])
+        return ticks is not None and ticks == handle.get("start_ticks")
+
+    def cancel(self, record: JobRecord) -> None:
+        handle = record.runner
+        if not self._alive(handle):
+            return
+        pid = handle["pid"]  # type: ignore[index]
+        # The runner forwards SIGTERM to its command and waits the grace period
+        # itself; SIGKILL of the whole group follows if it has not exited by then.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+        def force() -> None:
+            deadline = time.monotonic() + self.kill_grace_s + 3.0
+            while time.monotonic() < deadline and self._alive(handle):
+                time.sleep(0.1)
+            if self._alive(handle):
+                kill_group(pid, signal.SIGKILL)
+
+        threading.Thread(target=force, daemon=True).start()
+
+    def reconcile(self, active: list[JobRecord]) -> None:
+        for record in active:
+            with self._lock:
+                if record.job_id in self._procs:
+                    continue
+            if self._alive(record.runner):
+                threading.Thread(target=self._watch_orphan, args=(record,), daemon=True).start()
+            else:
+                self.on_exit(record.job_id, RunnerExit(None, RUNNER_LOST))
+
+    def _watch_orphan(self, record: JobRecord) -> None:
+        """A runner started by an earlier API process: not our child, so poll it."""
+        while self._alive(record.runner):
+            time.sleep(0.2)
+        # Its exit code is in the result it stored; if it stored none, it was lost.
+        self.on_exit(record.job_id, RunnerExit(None, RUNNER_LOST))
+
+    def close(self) -> None:
+        """Runners keep running across an API restart; reconcile picks them up."""

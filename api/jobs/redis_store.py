@@ -1,0 +1,116 @@
+"""Job records in Redis: one JSON value per job, a time index, a set of active jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+from api.jobs.records import JobRecord
+from api.jobs.store import JobFilter, JobPage, cursor_of, parse_cursor
+from runner.events import DependencyUnavailableError
+
+_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+class RedisJobStore:
+    def __init__(self, url: str, prefix: str = "zyra") -> None:
+        self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self.prefix = prefix
+        self._index = f"{prefix}:jobs"
+        self._active = f"{prefix}:jobs:active"
+
+    def _key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:record"
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except _DOWN as exc:
+            raise DependencyUnavailableError("Redis", exc) from exc
+
+    def ping(self) -> None:
+        with self._guard():
+            self._redis.ping()
+
+    def _write(self, pipe: redis.client.Pipeline, record: JobRecord) -> None:
+        pipe.set(self._key(record.job_id), record.model_dump_json())
+        pipe.zadd(self._index, {record.job_id: record.created_at.timestamp()})
+        if record.status.is_terminal():
+            pipe.srem(self._active, record.job_id)
+        else:
+            pipe.sadd(self._active, record.job_id)
+
+    def save(self, record: JobRecord) -> None:
+        with self._guard(), self._redis.pipeline() as pipe:
+            self._write(pipe, record)
+            pipe.execute()
+
+    def save_unless_terminal(self, record: JobRecord) -> bool:
+        key = self._key(record.job_id)
+        with self._guard(), self._redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw and JobRecord.model_validate_json(raw).status.is_terminal():
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    self._write(pipe, record)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._guard():
+            raw = self._redis.get(self._key(job_id))
+        return JobRecord.model_validate_json(raw) if raw else None
+
+    def _records(self, ids: list[bytes]) -> list[JobRecord]:
+        if not ids:
+            return []
+        with self._guard():
+            raws = self._redis.mget([self._key(i.decode()) for i in ids])
+        return [JobRecord.model_validate_json(r) for r in raws if r]
+
+    def list(self, flt: JobFilter, limit: int, cursor: str | None) -> JobPage:
+        after = _order_key(*parse_cursor(cursor)) if cursor else None
+        top = f"{-after[0]:.6f}" if after else "+inf"
+        found: list[JobRecord] = []
+        offset, batch = 0, max(limit * 4, 100)
+        while len(found) <= limit:
+            with self._guard():
+                ids = self._redis.zrevrangebyscore(
+                    self._index, top, "-inf", start=offset, num=batch
+                )
+            if not ids:
+                break
+            offset += len(ids)
+            records = sorted(self._records(ids), key=lambda r: _order_key(*_position(r)))
+            found += [
+                r
+                for r in records
+                if (after is None or _order_key(*_position(r)) > after) and flt.matches(r)
+            ]
+        found.sort(key=lambda r: _order_key(*_position(r)))
+        more = len(found) > limit
+        found = found[:limit]
+        return JobPage(found, cursor_of(found[-1]) if more and found else None)
+
+    def active(self) -> list[JobRecord]:
+        with self._guard():
+            ids = list(self._redis.smembers(self._active))
+        return [r for r in self._records(ids) if not r.status.is_terminal()]
+
+
+def _position(record: JobRecord) -> tuple[float, str]:
+    return record.created_at.timestamp(), record.job_id
+
+
+def _order_key(ts: float, job_id: str) -> tuple[float, str]:
+    """Newest first, then by id: the order of `GET /jobs` pages."""
+    return -round(ts, 6), job_id

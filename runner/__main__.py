@@ -1,0 +1,87 @@
+"""`python -m runner [--spec FILE]`: execute one job, the way a runner pod does.
+
+Reads the job spec, runs the command in a forked child (same isolation as a
+sync run), publishes its output as events and echoes it, collects outputs,
+stores the result beside the events, and exits with the command's exit code.
+SIGTERM cancels: the command's process group gets SIGTERM, then SIGKILL after
+the grace period.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+from runner import progress
+from runner.child import ChildRequest
+from runner.events import EventLog, RunnerResult, event_log_from
+from runner.execute import CommandExecutor, ForkSpawner, RunOutcome
+from runner.outputs import collect_outputs, keep_binary_stdout
+from runner.publish import OutputPublisher
+from runner.spec import JobSpec, load_spec
+
+EVENT_DB_ENV = "ZYRA_EVENT_DB"
+
+
+def run_job(spec: JobSpec, log: EventLog, cancel: threading.Event) -> RunOutcome:
+    work_root = Path(spec.work_root)
+    workdir, tmpdir = work_root / "files", work_root / "tmp"
+    for folder in (workdir, tmpdir):
+        folder.mkdir(parents=True, exist_ok=True)
+    publisher = OutputPublisher(log, spec.job_id)
+    publisher.set_progress(progress.INPUTS_FETCHED)
+    publisher.emit(status="running", progress=progress.RUNNING)
+    publisher.progress = progress.RUNNING
+    request = ChildRequest(
+        argv=spec.argv,
+        cwd=str(workdir),
+        env={**spec.env, "TMPDIR": str(tmpdir)},
+        limits=spec.limits,
+    )
+    outcome = CommandExecutor(ForkSpawner(), kill_grace_s=spec.kill_grace_s).run(
+        request,
+        capture_dir=work_root / "capture",
+        timeout_s=spec.timeout_s,
+        on_output=publisher.output,
+        cancel=cancel,
+    )
+    publisher.set_progress(progress.COMMAND_DONE)
+    results = Path(spec.results_dir)
+    outputs = collect_outputs(workdir, results)
+    if publisher.stdout_binary:
+        outputs.append(keep_binary_stdout(outcome.stdout_path, results))
+    publisher.set_progress(progress.OUTPUTS_STORED)
+    publisher.close()
+    result = RunnerResult(
+        exit_code=outcome.exit_code,
+        reason=outcome.reason.value,
+        duration_s=outcome.duration_s,
+        outputs=outputs,
+        stdout_is_binary=publisher.stdout_binary,
+    )
+    log.set_result(spec.job_id, result)
+    shutil.rmtree(work_root, ignore_errors=True)
+    return outcome
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__)
+    parser.add_argument("--spec", help="job spec JSON file (default: $ZYRA_JOB_SPEC)")
+    ns = parser.parse_args()
+    spec = load_spec(ns.spec)
+    log = event_log_from(
+        os.environ.get("ZYRA_REDIS_URL"),
+        Path(os.environ.get(EVENT_DB_ENV, Path(spec.work_root).parent / "events.sqlite3")),
+    )
+    cancel = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+    outcome = run_job(spec, log, cancel)
+    raise SystemExit(outcome.exit_code)
+
+
+if __name__ == "__main__":
+    main()

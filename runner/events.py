@@ -1,0 +1,246 @@
+"""The event schema of a job and the logs that keep its events.
+
+One event per chunk of output, progress step or status change:
+``{"seq", "ts", "stdout"|"stderr", "progress", "status", "exit_code", "reason"}``.
+`seq` counts from 1 per job, assigned by the log itself, so several writers
+(the runner, the API) never collide and a reader resumes with "after seq N".
+
+Two logs with one interface:
+- `RedisEventLog`: a Redis Stream per job whose entry ids are ``<seq>-0``
+  (seq from an INCR in the same Lua call, so ids stay dense and ordered). A
+  stream, not pub/sub: pub/sub forgets whatever was published while a client
+  was not connected; a stream keeps the history, so a client that connects
+  late or reconnects with `since` loses nothing. Capped with MAXLEN and
+  expiring with the job.
+- `SqliteEventLog`: the embedded default, a table in one SQLite file that the
+  API and the local runner processes share.
+
+The runner's final result (exit code, reason, outputs) is stored beside the
+events, so whoever finalises the job (the API, now or after a restart) reads
+it from the log rather than from the runner process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from runner.outputs import OutputFile
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class JobEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int
+    ts: float
+    stdout: str | None = None
+    stderr: str | None = None
+    progress: float | None = None
+    status: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def message(self) -> dict[str, Any]:
+        """The WebSocket/SSE message: only the fields this event carries."""
+        return self.model_dump(exclude_none=True)
+
+
+class RunnerResult(BaseModel):
+    """What the runner reports when its command has ended."""
+
+    exit_code: int
+    reason: str
+    duration_s: float
+    outputs: list[OutputFile]
+    stdout_is_binary: bool = False
+
+
+class DependencyUnavailableError(RuntimeError):
+    """A store the service relies on cannot be reached (e.g. Redis is down)."""
+
+    def __init__(self, dependency: str, cause: Exception) -> None:
+        self.dependency = dependency
+        super().__init__(f"{dependency} is unavailable: {cause}")
+
+
+class EventLog(Protocol):
+    def append(self, job_id: str, **fields: Any) -> JobEvent: ...
+    def read(self, job_id: str, after: int = 0, limit: int = 1000) -> list[JobEvent]: ...
+    def wait(self, job_id: str, after: int, timeout_s: float) -> list[JobEvent]: ...
+    def set_result(self, job_id: str, result: RunnerResult) -> None: ...
+    def get_result(self, job_id: str) -> RunnerResult | None: ...
+    def expire(self, job_id: str, ttl_s: int) -> None: ...
+
+
+def _payload(fields: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in fields.items() if v is not None})
+
+
+# --- Redis ----------------------------------------------------------------------------------
+
+_APPEND_LUA = """
+local seq = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'e', ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return seq
+"""
+
+
+class RedisEventLog:
+    def __init__(
+        self, url: str, prefix: str = "zyra", max_len: int = 1_000_000, ttl_s: int = 7 * 86400
+    ) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self._errors = (redis.ConnectionError, redis.TimeoutError)
+        self._append = self._redis.register_script(_APPEND_LUA)
+        self.prefix, self.max_len, self.ttl_s = prefix, max_len, ttl_s
+
+    def _keys(self, job_id: str) -> tuple[str, str, str]:
+        base = f"{self.prefix}:job:{job_id}"
+        return f"{base}:events", f"{base}:seq", f"{base}:result"
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except self._errors as exc:
+            raise DependencyUnavailableError("Redis", exc) from exc
+
+    def append(self, job_id: str, **fields: Any) -> JobEvent:
+        events, seq_key, _ = self._keys(job_id)
+        fields["ts"] = fields.get("ts") or time.time()
+        with self._guard():
+            seq = int(self._append(keys=[events, seq_key],
+                                   args=[self.max_len, _payload(fields), self.ttl_s]))  # fmt: skip
+        return JobEvent(seq=seq, **fields)
+
+    @staticmethod
+    def _decode(entries: list) -> list[JobEvent]:
+        out = []
+        for entry_id, data in entries:
+            seq = int(entry_id.split(b"-")[0])
+            out.append(JobEvent(seq=seq, **json.loads(data[b"e"])))
+        return out
+
+    def read(self, job_id: str, after: int = 0, limit: int = 1000) -> list[JobEvent]:
+        events, _, _ = self._keys(job_id)
+        with self._guard():
+            return self._decode(self._redis.xrange(events, f"({after}-0", "+", count=limit))
+
+    def wait(self, job_id: str, after: int, timeout_s: float) -> list[JobEvent]:
+        events, _, _ = self._keys(job_id)
+        with self._guard():
+            reply = self._redis.xread(
+                {events: f"{after}-0"}, count=1000, block=max(1, int(timeout_s * 1000))
+            )
+        return self._decode(reply[0][1]) if reply else []
+
+    def set_result(self, job_id: str, result: RunnerResult) -> None:
+        with self._guard():
+            self._redis.set(self._keys(job_id)[2], result.model_dump_json(), ex=self.ttl_s)
+
+    def get_result(self, job_id: str) -> RunnerResult | None:
+        with self._guard():
+            raw = self._redis.get(self._keys(job_id)[2])
+        return RunnerResult.model_validate_json(raw) if raw else None
+
+    def expire(self, job_id: str, ttl_s: int) -> None:
+        with self._guard():
+            for key in self._keys(job_id):
+                self._redis.expire(key, ttl_s)
+
+
+# --- SQLite (embedded) ----------------------------------------------------------------------
+
+
+class SqliteEventLog:
+    def __init__(self, path: Path, poll_s: float = 0.05) -> None:
+        self.path, self.poll_s = path, poll_s
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS events (job_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+                " data TEXT NOT NULL, PRIMARY KEY (job_id, seq))"
+            )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, data TEXT NOT NULL)"
+            )
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        # One connection per thread and process: opening one per event is too slow
+        # for a command that prints thousands of lines.
+        db = getattr(self._local, "db", None)
+        if db is None or self._local.pid != os.getpid():
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._local.db, self._local.pid = db, os.getpid()
+        yield db
+
+    def append(self, job_id: str, **fields: Any) -> JobEvent:
+        fields["ts"] = fields.get("ts") or time.time()
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")  # one writer at a time: seq stays dense
+            (seq,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            db.execute(
+                "INSERT INTO events (job_id, seq, data) VALUES (?, ?, ?)",
+                (job_id, seq, _payload(fields)),
+            )
+            db.execute("COMMIT")
+        return JobEvent(seq=seq, **fields)
+
+    def read(self, job_id: str, after: int = 0, limit: int = 1000) -> list[JobEvent]:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT seq, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (job_id, after, limit),
+            ).fetchall()
+        return [JobEvent(seq=seq, **json.loads(data)) for seq, data in rows]
+
+    def wait(self, job_id: str, after: int, timeout_s: float) -> list[JobEvent]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            events = self.read(job_id, after)
+            if events or time.monotonic() >= deadline:
+                return events
+            time.sleep(self.poll_s)
+
+    def set_result(self, job_id: str, result: RunnerResult) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO results (job_id, data) VALUES (?, ?)",
+                (job_id, result.model_dump_json()),
+            )
+
+    def get_result(self, job_id: str) -> RunnerResult | None:
+        with self._db() as db:
+            row = db.execute("SELECT data FROM results WHERE job_id = ?", (job_id,)).fetchone()
+        return RunnerResult.model_validate_json(row[0]) if row else None
+
+    def expire(self, job_id: str, ttl_s: int) -> None:
+        """The embedded log keeps events as long as the job record (retention is issue 4's)."""
+
+
+def event_log_from(redis_url: str | None, sqlite_path: Path) -> EventLog:
+    return RedisEventLog(redis_url) if redis_url else SqliteEventLog(sqlite_path)

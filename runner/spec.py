@@ -1,0 +1,40 @@
+"""The job spec a runner receives: everything to run one command, no secrets.
+
+Credentials (Redis, S3) reach the runner through its own environment (a
+`secretKeyRef` in a cluster), never through the spec, so the spec can be
+shown by `kubectl describe` or written to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from runner.child import ResourceLimits
+
+SPEC_ENV = "ZYRA_JOB_SPEC"
+
+
+class JobSpec(BaseModel):
+    job_id: str
+    argv: list[str]
+    timeout_s: float = Field(gt=0)
+    kill_grace_s: float = 2.0
+    env: dict[str, str] = Field(description="The command's environment (already scrubbed).")
+    limits: ResourceLimits = Field(default_factory=ResourceLimits)
+    work_root: str = Field(description="Folder for this job's working directory and captures.")
+    results_dir: str = Field(description="Where this job's outputs are collected.")
+    max_log_bytes: int = 4 << 20
+
+
+def load_spec(path: str | None) -> JobSpec:
+    """From a file (local backend) or the ZYRA_JOB_SPEC variable (a pod)."""
+    if path:
+        return JobSpec.model_validate_json(Path(path).read_text())
+    raw = os.environ.get(SPEC_ENV)
+    if not raw:
+        raise SystemExit(f"no job spec: pass --spec FILE or set {SPEC_ENV}")
+    return JobSpec.model_validate(json.loads(raw))
