@@ -254,8 +254,8 @@ def test_progress_of_a_pipeline_counts_its_steps(async_api, client, inputs) -> N
     workflow.write_text(
         "jobs:\n  build:\n    steps:\n"
         f'      - "process convert-format {inputs / "t2m.grib2"} netcdf -o out.nc"\n'
-        '      - "visualize heatmap --input out.nc --var t --output heat.png --width 100 --height 50'
-        ' --no-coastline --no-borders --no-gridlines"\n'
+        '      - "visualize heatmap --input out.nc --var t --output heat.png'
+        ' --width 100 --height 50 --no-coastline --no-borders --no-gridlines"\n'
     )
     job_id = submit(client, "run", None, {"config": str(workflow)})
     job = wait_finished(client, job_id)

@@ -1,0 +1,122 @@
+"""Jobs outlive an API restart and a Redis outage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import ApiServer, start_api, stop_api
+from tests.e2e.jobs_client import read_stream, submit, wait_finished, wait_status
+from tests.services import RedisServer
+
+
+def heatmap(inputs: Path, output: str) -> dict:
+    return {"input": str(inputs / "field.npy"), "output": output,
+            "no_coastline": True, "no_borders": True, "no_gridlines": True}  # fmt: skip
+
+
+def _pids_with(text: str) -> list[int]:
+    """Processes whose command line mentions `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def store_env(request: pytest.FixtureRequest, redis_server: RedisServer) -> dict[str, str]:
+    return {"ZYRA_REDIS_URL": redis_server.url[:-1] + "2"} if request.param == "redis" else {}
+
+
+def test_killed_api_restarts_with_finished_jobs_kept_and_orphans_settled(
+    tmp_path: Path, inputs: Path, silent_server: str, store_env: dict[str, str]
+) -> None:
+    api = start_api(tmp_path, inputs, **store_env)
+    try:
+        with api.client() as client:
+            done = submit(client, "render", "heatmap", heatmap(inputs, "kept.png"))
+            wait_finished(client, done)
+            orphan = submit(client, "acquire", "http", {"url": silent_server, "output": "o"})
+            survivor = submit(
+                client, "acquire", "http", {"url": silent_server, "output": "s"}, timeout_s=4
+            )
+            for job_id in (orphan, survivor):
+                wait_status(client, job_id, "running")
+        api.process.kill()  # no shutdown hooks: as if the pod were evicted
+        api.process.wait()
+        for pid in _pids_with(f"{orphan}.spec.json"):  # the orphan's runner dies too
+            os.killpg(pid, signal.SIGKILL)
+        time.sleep(4 + 2 + 1)  # the survivor times out (4 s) and its runner exits
+    finally:
+        stop_api(api)
+
+    api = start_api(tmp_path, inputs, **store_env)
+    try:
+        with api.client() as client:
+            kept = client.get(f"/jobs/{done}").json()
+            assert kept["status"] == "succeeded"
+            assert kept["stderr"] == "INFO: kept.png\n"
+            assert client.get(f"/jobs/{done}/download").content.startswith(b"\x89PNG")
+
+            lost = wait_finished(client, orphan, timeout_s=30)
+            assert (lost["status"], lost["reason"], lost["exit_code"]) == ("failed", "Lost", None)
+            stream = read_stream(api, orphan)
+            assert stream.messages[-1]["status"] == "failed"
+            assert stream.close_code == 1000
+
+            timed_out = wait_finished(client, survivor, timeout_s=30)
+            assert (timed_out["status"], timed_out["exit_code"]) == ("failed", 124)
+            assert timed_out["reason"] == "Timeout"
+    finally:
+        stop_api(api)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_redis_outage_is_503_naming_redis_and_loses_no_job(
+    tmp_path: Path, inputs: Path, own_redis: RedisServer
+) -> None:
+    api: ApiServer = start_api(tmp_path, inputs, ZYRA_REDIS_URL=own_redis.url)
+    try:
+        with api.client() as client:
+            before = submit(client, "render", "heatmap", heatmap(inputs, "b.png"))
+            wait_finished(client, before)
+
+            own_redis.stop()
+            refused = client.post(
+                "/cli/run",
+                json={"stage": "render", "command": "heatmap", "mode": "async",
+                      "args": {"input": str(inputs / "field.npy"), "output": "x.png"}},
+            )  # fmt: skip
+            assert refused.status_code == 503
+            assert refused.json()["dependency"] == "Redis"
+            assert "Redis is unavailable" in refused.json()["detail"]
+            assert client.get(f"/jobs/{before}").status_code == 503
+            assert httpx.get(f"{api.url}/readyz").status_code == 503
+            assert read_stream(api, before).close_code == 1013
+
+            own_redis.start()
+            assert httpx.get(f"{api.url}/readyz").status_code == 200
+            kept = client.get(f"/jobs/{before}").json()
+            assert (kept["status"], kept["stderr"]) == ("succeeded", "INFO: b.png\n")
+            after = submit(client, "render", "heatmap", heatmap(inputs, "a.png"))
+            assert wait_finished(client, after)["exit_code"] == 0
+    finally:
+        stop_api(api)

@@ -1,0 +1,89 @@
+"""Both event logs: dense per-job seq, reads after a seq, blocking waits, results."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.events import (
+    DependencyUnavailableError,
+    EventLog,
+    RedisEventLog,
+    RunnerResult,
+    SqliteEventLog,
+)
+from runner.outputs import OutputFile
+from tests.services import RedisServer, free_port
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def log(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
+) -> Iterator[EventLog]:
+    if request.param == "sqlite":
+        yield SqliteEventLog(tmp_path / "events.sqlite3")
+    else:
+        yield RedisEventLog(redis_server.url[:-1] + "3", prefix=f"t{time.time_ns()}")
+
+
+def test_seq_counts_from_one_per_job(log: EventLog) -> None:
+    assert [log.append("a", stdout=f"{i}\n").seq for i in range(3)] == [1, 2, 3]
+    assert log.append("b", status="queued").seq == 1
+    assert [e.stdout for e in log.read("a")] == ["0\n", "1\n", "2\n"]
+    assert [e.seq for e in log.read("a", after=2)] == [3]
+    assert log.read("unknown") == []
+
+
+def test_concurrent_writers_get_dense_unique_seqs(log: EventLog) -> None:
+    def write(n: int) -> None:
+        for i in range(50):
+            log.append("job", stderr=f"{n}:{i}\n")
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    events = log.read("job", limit=1000)
+    assert [e.seq for e in events] == list(range(1, 201))
+    for n in range(4):  # each writer's own order is kept
+        mine = [e.stderr for e in events if e.stderr and e.stderr.startswith(f"{n}:")]
+        assert mine == [f"{n}:{i}\n" for i in range(50)]
+
+
+def test_wait_returns_new_events_or_nothing_after_the_timeout(log: EventLog) -> None:
+    log.append("w", status="queued")
+    started = time.monotonic()
+    assert log.wait("w", after=1, timeout_s=0.3) == []
+    assert time.monotonic() - started >= 0.25
+    threading.Timer(0.2, lambda: log.append("w", stdout="late\n")).start()
+    [event] = log.wait("w", after=1, timeout_s=5)
+    assert event.stdout == "late\n" and event.seq == 2
+
+
+def test_runner_result_is_kept_beside_the_events(log: EventLog) -> None:
+    assert log.get_result("r") is None
+    result = RunnerResult(
+        exit_code=3, reason="Error", duration_s=0.5,
+        outputs=[OutputFile(name="a.png", size=1, sha256="0" * 64)],
+    )  # fmt: skip
+    log.set_result("r", result)
+    assert log.get_result("r") == result
+
+
+def test_terminal_status_is_flagged(log: EventLog) -> None:
+    assert not log.append("t", status="running").is_terminal
+    event = log.append("t", status="failed", exit_code=2)
+    assert event.is_terminal
+    assert event.message() == {"seq": 2, "ts": event.ts, "status": "failed", "exit_code": 2}
+
+
+def test_redis_down_is_named() -> None:
+    log = RedisEventLog(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(DependencyUnavailableError) as err:
+        log.append("x", stdout="a\n")
+    assert err.value.dependency == "Redis"
