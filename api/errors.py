@@ -10,7 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from runner.events import DependencyUnavailableError
+from runner.dependencies import DependencyUnavailableError
 
 
 def json_safe(value: Any) -> Any:

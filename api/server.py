@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -17,24 +18,22 @@ from api.errors import install_error_handlers
 from api.jobs.redis_store import RedisJobStore
 from api.jobs.service import JobService
 from api.jobs.store import JobStore, SqliteJobStore
-from api.routers import cli, health, jobs, stream
+from api.retention import RetentionCleaner
+from api.routers import cli, files, health, jobs, stream
 from api.security.api_keys import ApiKeyRing
 from api.settings import Settings
 from runner.catalog import CommandCatalog, ExposurePolicy
-from runner.events import DependencyUnavailableError, RedisEventLog, SqliteEventLog
+from runner.dependencies import DependencyUnavailableError
+from runner.events import RedisEventLog, SqliteEventLog
 from runner.execute import CommandExecutor, Zygote
+from runner.storage import make_storage
 
 log = logging.getLogger("zyra.server")
 
 
 def _unsupported(settings: Settings) -> list[str]:
     """Settings this version accepts by name but cannot serve yet."""
-    problems = []
-    if settings.backend != "local":
-        problems.append(f"ZYRA_BACKEND={settings.backend}")
-    if settings.storage != "local":
-        problems.append(f"ZYRA_STORAGE={settings.storage}")
-    return problems
+    return [f"ZYRA_BACKEND={settings.backend}"] if settings.backend != "local" else []
 
 
 def _reconcile_until_done(service: JobService) -> None:
@@ -59,10 +58,25 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
     else:
         store = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
         events = SqliteEventLog(events_db)
-    service = JobService(
-        settings, catalog, store, events, CommandExecutor(zygote, settings.kill_grace_s), env
+    storage = make_storage(
+        settings.storage,
+        settings.local_storage_dir,
+        settings.s3_bucket,
+        settings.s3_endpoint_url,
+        settings.s3_public_endpoint_url,
     )
-    runner_env = {**env, "ZYRA_EVENT_DB": str(events_db)}
+    service = JobService(
+        settings,
+        catalog,
+        store,
+        events,
+        storage,
+        CommandExecutor(zygote, settings.kill_grace_s),
+        env,
+    )
+    # The runner reaches the stores the API uses; its command sees none of this.
+    runner_env = {**env, **settings.storage_env, "ZYRA_EVENT_DB": str(events_db)}
+    runner_env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
     if settings.redis_url:
         runner_env["ZYRA_REDIS_URL"] = settings.redis_url
     service.backend = LocalBackend(
@@ -92,9 +106,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.job_service = service
         threading.Thread(target=_reconcile_until_done, args=(service,), daemon=True).start()
+        cleaner = RetentionCleaner(service.storage, settings)
+        cleaner.start()
         try:
             yield
         finally:
+            cleaner.stop()
             assert service.backend is not None
             service.backend.close()
             await anyio.to_thread.run_sync(zygote.close)
@@ -106,6 +123,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (health.router, cli.router, jobs.router, stream.router):
+    for router in (health.router, cli.router, jobs.router, files.router, stream.router):
         app.include_router(router)
     return app

@@ -53,9 +53,21 @@ class Settings(BaseSettings):
         None, description="Redis for job records and event streams; unset: embedded store."
     )
     storage: Literal["local", "s3"] = Field("local", description="Where files are kept.")
-    s3_bucket: str | None = None
-    s3_endpoint_url: str | None = None
-    s3_public_endpoint_url: str | None = None
+    storage_dir: Path | None = Field(
+        None, description="Root of local storage (uploads/, results/); default DATA_DIR/storage."
+    )
+    s3_bucket: str | None = Field(None, description="Bucket for uploads and results.")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint, e.g. in-cluster MinIO.")
+    s3_public_endpoint_url: str | None = Field(
+        None, description="Endpoint clients can reach; presigned download URLs are built for it."
+    )
+    s3_redirect_downloads: bool = Field(
+        False, description="Answer downloads with a redirect to a presigned URL."
+    )
+    max_upload_mb: int = Field(2048, ge=1, description="Largest upload accepted (413 above).")
+    upload_ttl_s: int = Field(7 * 86400, ge=60, description="Uploads are deleted after this.")
+    result_ttl_s: int = Field(7 * 86400, ge=60, description="Job outputs are deleted after this.")
+    cleanup_interval_s: int = Field(3600, ge=1, description="How often expired files go.")
 
     # --- what may run -------------------------------------------------------------------
     stages: CommaList = Field(
@@ -127,5 +139,19 @@ class Settings(BaseSettings):
         return self.data_dir / "work"
 
     @property
-    def results_dir(self) -> Path:
-        return self.data_dir / "results"
+    def local_storage_dir(self) -> Path:
+        return self.storage_dir or self.data_dir / "storage"
+
+    @property
+    def storage_env(self) -> dict[str, str]:
+        """What a runner needs to reach the same storage (no credentials: those
+        come from the runner's own environment)."""
+        env = {"ZYRA_STORAGE": self.storage, "ZYRA_STORAGE_DIR": str(self.local_storage_dir)}
+        for name, value in (
+            ("ZYRA_S3_BUCKET", self.s3_bucket),
+            ("ZYRA_S3_ENDPOINT_URL", self.s3_endpoint_url),
+            ("ZYRA_S3_PUBLIC_ENDPOINT_URL", self.s3_public_endpoint_url),
+        ):
+            if value:
+                env[name] = value
+        return env

@@ -20,19 +20,22 @@ from runner import progress
 from runner.child import ChildRequest
 from runner.events import EventLog, RunnerResult, event_log_from
 from runner.execute import CommandExecutor, ForkSpawner, RunOutcome
+from runner.inputs import stage_inputs
 from runner.outputs import collect_outputs, keep_binary_stdout
 from runner.publish import OutputPublisher
 from runner.spec import JobSpec, load_spec
+from runner.storage import Storage, results_prefix, storage_from_env
 
 EVENT_DB_ENV = "ZYRA_EVENT_DB"
 
 
-def run_job(spec: JobSpec, log: EventLog, cancel: threading.Event) -> RunOutcome:
+def run_job(spec: JobSpec, log: EventLog, storage: Storage, cancel: threading.Event) -> RunOutcome:
     work_root = Path(spec.work_root)
     workdir, tmpdir = work_root / "files", work_root / "tmp"
     for folder in (workdir, tmpdir):
         folder.mkdir(parents=True, exist_ok=True)
     publisher = OutputPublisher(log, spec.job_id)
+    staged = stage_inputs(storage, spec.inputs, workdir)
     publisher.set_progress(progress.INPUTS_FETCHED)
     publisher.emit(status="running", progress=progress.RUNNING)
     publisher.progress = progress.RUNNING
@@ -50,10 +53,10 @@ def run_job(spec: JobSpec, log: EventLog, cancel: threading.Event) -> RunOutcome
         cancel=cancel,
     )
     publisher.set_progress(progress.COMMAND_DONE)
-    results = Path(spec.results_dir)
-    outputs = collect_outputs(workdir, results)
+    prefix = results_prefix(spec.job_id)
+    outputs = collect_outputs(workdir, storage, prefix, exclude=staged)
     if publisher.stdout_binary:
-        outputs.append(keep_binary_stdout(outcome.stdout_path, results))
+        outputs.append(keep_binary_stdout(outcome.stdout_path, storage, prefix))
     publisher.set_progress(progress.OUTPUTS_STORED)
     publisher.close()
     result = RunnerResult(
@@ -79,7 +82,7 @@ def main() -> None:
     )
     cancel = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
-    outcome = run_job(spec, log, cancel)
+    outcome = run_job(spec, log, storage_from_env(), cancel)
     raise SystemExit(outcome.exit_code)
 
 

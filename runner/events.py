@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from runner.dependencies import DependencyUnavailableError
 from runner.outputs import OutputFile
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -68,14 +69,6 @@ class RunnerResult(BaseModel):
     duration_s: float
     outputs: list[OutputFile]
     stdout_is_binary: bool = False
-
-
-class DependencyUnavailableError(RuntimeError):
-    """A store the service relies on cannot be reached (e.g. Redis is down)."""
-
-    def __init__(self, dependency: str, cause: Exception) -> None:
-        self.dependency = dependency
-        super().__init__(f"{dependency} is unavailable: {cause}")
 
 
 class EventLog(Protocol):

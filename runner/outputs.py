@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 from pydantic import BaseModel
+
+from runner.storage import Storage
 
 HASH_CHUNK = 1 << 20
 # Leading bytes → the file extension a user would expect for binary stdout.
@@ -61,9 +62,9 @@ def stdout_suffix(path: Path) -> str:
 
 
 def collect_outputs(
-    workdir: Path, results_dir: Path, exclude: frozenset[str] = frozenset()
+    workdir: Path, storage: Storage, prefix: str, exclude: frozenset[str] = frozenset()
 ) -> list[OutputFile]:
-    """Move every regular file the command left in workdir into results_dir.
+    """Store every regular file the command left in workdir under `prefix/<name>`.
 
     `exclude` names workdir-relative paths that are not outputs (staged inputs).
     Symlinks are not followed: a command cannot publish files from elsewhere.
@@ -75,19 +76,17 @@ def collect_outputs(
         name = path.relative_to(workdir).as_posix()
         if name in exclude:
             continue
-        target = results_dir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(path, target)
-        outputs.append(OutputFile(name=name, size=target.stat().st_size, sha256=sha256_of(target)))
+        output = OutputFile(name=name, size=path.stat().st_size, sha256=sha256_of(path))
+        storage.put_file(f"{prefix}/{name}", path)
+        outputs.append(output)
     return outputs
 
 
-def keep_binary_stdout(stdout_path: Path, results_dir: Path) -> OutputFile:
+def keep_binary_stdout(stdout_path: Path, storage: Storage, prefix: str) -> OutputFile:
     """Store binary stdout as an output named stdout.<ext> (by its magic bytes)."""
     name = "stdout" + stdout_suffix(stdout_path)
-    target = results_dir / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(stdout_path, target)
-    return OutputFile(
-        name=name, size=target.stat().st_size, sha256=sha256_of(target), source="stdout"
+    output = OutputFile(
+        name=name, size=stdout_path.stat().st_size, sha256=sha256_of(stdout_path), source="stdout"
     )
+    storage.put_file(f"{prefix}/{name}", stdout_path)
+    return output

@@ -15,7 +15,8 @@ from collections import deque
 from typing import Any
 
 from runner import progress
-from runner.events import DependencyUnavailableError, EventLog
+from runner.dependencies import DependencyUnavailableError
+from runner.events import EventLog
 from runner.execute import Stream
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from runner.child import ResourceLimits
+from runner.inputs import StagedInput
 
 SPEC_ENV = "ZYRA_JOB_SPEC"
 
@@ -26,7 +27,9 @@ class JobSpec(BaseModel):
     env: dict[str, str] = Field(description="The command's environment (already scrubbed).")
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
     work_root: str = Field(description="Folder for this job's working directory and captures.")
-    results_dir: str = Field(description="Where this job's outputs are collected.")
+    inputs: list[StagedInput] = Field(
+        default_factory=list, description="Uploads to fetch into the working directory."
+    )
     max_log_bytes: int = 4 << 20
 
 

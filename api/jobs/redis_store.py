@@ -9,7 +9,7 @@ import redis
 
 from api.jobs.records import JobRecord
 from api.jobs.store import JobFilter, JobPage, cursor_of, parse_cursor
-from runner.events import DependencyUnavailableError
+from runner.dependencies import DependencyUnavailableError
 
 _DOWN = (redis.ConnectionError, redis.TimeoutError)
 

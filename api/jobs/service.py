@@ -17,13 +17,22 @@ from api.jobs.records import JobRecord, JobStatus, RunMode, utcnow
 from api.jobs.store import JobFilter, JobPage, JobStore
 from api.settings import Settings
 from runner import progress
-from runner.argv import PathPolicy, build_argv
+from runner.argv import InvalidArgsError, PathPolicy, build_argv
 from runner.catalog import CommandCatalog, CommandSpec
 from runner.child import ChildRequest, ResourceLimits
 from runner.events import EventLog, RunnerResult
 from runner.execute import CommandExecutor, ExecutorUnavailableError, ExitReason, RunOutcome
+from runner.inputs import (
+    FILE_ID,
+    StagedInput,
+    UploadMeta,
+    resolve_file_refs,
+    stage_inputs,
+    upload_meta_key,
+)
 from runner.outputs import collect_outputs, is_text, keep_binary_stdout
 from runner.spec import JobSpec
+from runner.storage import Storage, results_prefix
 
 MB = 1 << 20
 log = logging.getLogger("zyra.jobs")
@@ -39,8 +48,9 @@ class TimeoutTooLongError(ValueError):
 class PreparedRun:
     command: CommandSpec
     argv: list[str]
-    args: dict[str, Any]
+    args: dict[str, Any]  # as the client sent them (file references included)
     timeout_s: float
+    inputs: list[StagedInput]
 
 
 def read_log(path: Path, limit: int) -> tuple[str, bool]:
@@ -57,6 +67,7 @@ class JobService:
         catalog: CommandCatalog,
         store: JobStore,
         events: EventLog,
+        storage: Storage,
         executor: CommandExecutor,
         command_env: dict[str, str],
     ) -> None:
@@ -64,6 +75,7 @@ class JobService:
         self.catalog = catalog
         self.store = store
         self.events = events
+        self.storage = storage
         self.executor = executor
         self.command_env = command_env
         self.backend: Backend | None = None  # set once built: it calls back into us
@@ -82,7 +94,10 @@ class JobService:
     ) -> PreparedRun:
         """Validate a request; raises catalog, argv or timeout errors for the client."""
         spec = self.catalog.resolve(stage, command)
-        argv = build_argv(spec, args, self.paths)
+        resolved, inputs, problems = resolve_file_refs(spec, args, self.upload)
+        if problems:
+            raise InvalidArgsError(problems)
+        argv = build_argv(spec, resolved, self.paths)
         maximum = (
             self.settings.sync_timeout_max_s
             if mode is RunMode.SYNC
@@ -97,7 +112,13 @@ class JobService:
         )
         if timeout > maximum:
             raise TimeoutTooLongError(timeout, maximum)
-        return PreparedRun(spec, argv, args, timeout)
+        return PreparedRun(spec, argv, args, timeout, inputs)
+
+    def upload(self, file_id: str) -> UploadMeta | None:
+        if not FILE_ID.match(file_id):
+            return None
+        raw = self.storage.get_bytes(upload_meta_key(file_id))
+        return UploadMeta.model_validate_json(raw) if raw else None
 
     def _new_record(
         self, prepared: PreparedRun, mode: RunMode, principal: str, callback_url: str | None
@@ -137,6 +158,7 @@ class JobService:
         record = record.model_copy(update={"status": JobStatus.RUNNING, "started_at": utcnow()})
         self.store.save(record)
         try:
+            staged = stage_inputs(self.storage, prepared.inputs, workdir)
             outcome = self.executor.run(
                 ChildRequest(
                     argv=prepared.argv,
@@ -147,7 +169,7 @@ class JobService:
                 capture_dir=job_root / "capture",
                 timeout_s=prepared.timeout_s,
             )
-            record = self._finish_sync(record, outcome, workdir)
+            record = self._finish_sync(record, outcome, workdir, staged)
         except ExecutorUnavailableError as exc:
             # The record must not stay `running`; the client gets a 503.
             self.store.save(
@@ -166,12 +188,14 @@ class JobService:
         self.store.save(record)
         return record
 
-    def _finish_sync(self, record: JobRecord, outcome: RunOutcome, workdir: Path) -> JobRecord:
-        results = self.settings.results_dir / record.job_id
-        outputs = collect_outputs(workdir, results)
+    def _finish_sync(
+        self, record: JobRecord, outcome: RunOutcome, workdir: Path, staged: frozenset[str]
+    ) -> JobRecord:
+        prefix = results_prefix(record.job_id)
+        outputs = collect_outputs(workdir, self.storage, prefix, exclude=staged)
         binary_stdout = not is_text(outcome.stdout_path)
         if binary_stdout:
-            outputs.append(keep_binary_stdout(outcome.stdout_path, results))
+            outputs.append(keep_binary_stdout(outcome.stdout_path, self.storage, prefix))
             stdout, stdout_cut = "", False
         else:
             stdout, stdout_cut = read_log(outcome.stdout_path, self.settings.max_log_bytes)
@@ -209,7 +233,7 @@ class JobService:
             env=self.command_env,
             limits=self._limits(),
             work_root=str(self.settings.work_dir / record.job_id),
-            results_dir=str(self.settings.results_dir / record.job_id),
+            inputs=prepared.inputs,
         )
         handle = self.backend.launch(record, spec)
         record = record.model_copy(

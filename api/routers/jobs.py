@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import mimetypes
+import uuid
+import zipfile
 from collections.abc import AsyncIterator
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Header, HTTPException, Query, status
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import iterate_in_threadpool
 
 from api.deps import CurrentPrincipal, JobServiceDep
 from api.jobs.records import JobRecord, JobStatus
@@ -17,6 +22,7 @@ from api.jobs.service import JobService
 from api.jobs.store import JobFilter
 from api.schemas import CancelResponse, JobList, JobView
 from api.streaming import follow_events
+from runner.storage import results_prefix
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -98,16 +104,20 @@ async def job_events(
 
 @router.get(
     "/{job_id}/download",
-    summary="Download one output of a job",
-    response_class=FileResponse,
-    responses={404: {"description": "Unknown job, no outputs, or no output of that name"}},
+    summary="Download a job's output: the only one, ?file=NAME, or a zip of all",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}, "application/zip": {}}},
+        307: {"description": "Redirect to a presigned URL (S3 with redirects on)"},
+        404: {"description": "Unknown job, no outputs, or no output of that name"},
+    },
 )
 async def download(
     job_id: str,
     service: JobServiceDep,
     _: CurrentPrincipal,
     file: str | None = Query(None, description="Output name, as listed in the job's outputs"),
-) -> FileResponse:
+) -> Response:
     record = await job_or_404(service, job_id)
     names = [o.name for o in record.outputs]
     if not names:
@@ -117,19 +127,49 @@ async def download(
             else f"the job is {record.status.value}; outputs appear when it has finished"
         )
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=reason)
-    if file is None:
-        if len(names) > 1:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=[{"loc": ["query", "file"], "type": "missing",
-                         "msg": "the job has several outputs; choose one of: " + ", ".join(names)}],
-            )  # fmt: skip
-        file = names[0]
-    if file not in names:
+    if file is None and len(names) > 1:
+        return await _zip_response(service, job_id, names)
+    name = file if file is not None else names[0]
+    if name not in names:
         # Only names the job recorded are served, so `file` cannot leave its results.
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            detail=f"no output named {file!r}; outputs: {', '.join(names)}",
+            detail=f"no output named {name!r}; outputs: {', '.join(names)}",
         )
-    path: Path = service.settings.results_dir / job_id / file
-    return FileResponse(path, filename=Path(file).name)
+    key = f"{results_prefix(job_id)}/{name}"
+    filename = PurePosixPath(name).name
+    if service.settings.s3_redirect_downloads:
+        url = service.storage.download_url(key, filename)
+        if url:
+            return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    [output] = [o for o in record.outputs if o.name == name]
+    return StreamingResponse(
+        iterate_in_threadpool(service.storage.open_chunks(key)),
+        media_type=mimetypes.guess_type(filename)[0] or "application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Length": str(output.size),
+        },
+    )
+
+
+async def _zip_response(service: JobService, job_id: str, names: list[str]) -> Response:
+    """All outputs in one zip, built in a spool file (not in memory), then streamed."""
+    spool = service.settings.data_dir / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    path = spool / f"{job_id}-{uuid.uuid4().hex}.zip"
+
+    def build() -> None:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name in names:
+                with archive.open(name, "w", force_zip64=True) as member:
+                    for chunk in service.storage.open_chunks(f"{results_prefix(job_id)}/{name}"):
+                        member.write(chunk)
+
+    await anyio.to_thread.run_sync(build)
+    return FileResponse(
+        path,
+        media_type="application/zip",
+        filename=f"{job_id}.zip",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )

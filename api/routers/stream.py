@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from api.jobs.service import JobService
 from api.security.api_keys import ApiKeyRing
 from api.streaming import follow_events
-from runner.events import DependencyUnavailableError
+from runner.dependencies import DependencyUnavailableError
 
 router = APIRouter(tags=["stream"])
 
