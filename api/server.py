@@ -26,7 +26,7 @@ from runner.catalog import CommandCatalog, ExposurePolicy
 from runner.dependencies import DependencyUnavailableError
 from runner.events import RedisEventLog, SqliteEventLog
 from runner.execute import CommandExecutor, Zygote
-from runner.storage import make_storage
+from runner.storage import S3Storage, make_storage
 
 log = logging.getLogger("zyra.server")
 
@@ -65,6 +65,11 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
         settings.s3_endpoint_url,
         settings.s3_public_endpoint_url,
     )
+    if isinstance(storage, S3Storage):
+        try:
+            storage.ensure_bucket()
+        except Exception as exc:  # the operator may have created it without granting this
+            log.warning("could not check or create bucket %s: %s", settings.s3_bucket, exc)
     service = JobService(
         settings,
         catalog,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from runner.dependencies import DependencyUnavailableError
 from runner.events import (
-    DependencyUnavailableError,
     EventLog,
     RedisEventLog,
     RunnerResult,
