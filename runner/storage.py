@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -250,10 +249,16 @@ def _not_found(exc: Exception) -> bool:
     return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
 
 
-def expired(objects: list[StoredObject], ttl_s: float, now: float | None = None) -> list[str]:
-    """Keys older than the TTL."""
-    cutoff = (now or time.time()) - ttl_s
-    return [o.key for o in objects if o.modified < cutoff]
+def delete_expired(storage: Storage, prefix: str, ttl_s: float, now: float) -> int:
+    """Delete each `prefix/<id>/` whose newest object is older than the TTL."""
+    newest: dict[str, float] = {}
+    for obj in storage.list(prefix + "/"):
+        group = obj.key.split("/", 2)[1]
+        newest[group] = max(newest.get(group, 0.0), obj.modified)
+    expired = [group for group, modified in newest.items() if modified < now - ttl_s]
+    for group in expired:
+        storage.delete_prefix(f"{prefix}/{group}")
+    return len(expired)
 
 
 def results_prefix(job_id: str) -> str:
