@@ -83,7 +83,8 @@ class S3Server:
     def start(self) -> None:
         (self.folder / "data").mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "MINIO_ROOT_USER": self.access_key,
-               "MINIO_ROOT_PASSWORD": self.secret_key, "MINIO_BROWSER": "off"}  # fmt: skip
+               "MINIO_ROOT_PASSWORD": self.secret_key, "MINIO_BROWSER": "off",
+               "MINIO_UPDATE": "off"}  # fmt: skip
         self.process = subprocess.Popen(
             [minio_binary(), "server", str(self.folder / "data"), "--quiet",
              "--address", f"127.0.0.1:{self.port}",

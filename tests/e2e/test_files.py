@@ -161,3 +161,29 @@ def test_upload_without_a_file_field_is_422(client: httpx.Client) -> None:
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "file"]
     assert client.post("/upload", content=b"raw").status_code == 422
+
+
+def test_s3_download_redirects_to_a_url_signed_for_the_public_endpoint(
+    tmp_path: Path, inputs: Path, s3_server: S3Server, reference_png: bytes
+) -> None:
+    public = s3_server.url.replace("127.0.0.1", "localhost")
+    api = start_api(
+        tmp_path, inputs, **s3_server.api_env(bucket="files-redirect"),
+        ZYRA_S3_PUBLIC_ENDPOINT_URL=public, ZYRA_S3_REDIRECT_DOWNLOADS="true",
+    )  # fmt: skip
+    try:
+        with api.client() as client:
+            body = client.post("/cli/run", json={
+                "stage": "visualize", "command": "heatmap",
+                "args": {"input": str(inputs / "field.npy"), "output": "r.png", **MAP_ARGS},
+            }).json()  # fmt: skip
+            r = client.get(f"/jobs/{body['job_id']}/download")
+            assert r.status_code == 307
+            location = r.headers["location"]
+            assert location.startswith(f"{public}/files-redirect/results/{body['job_id']}/r.png?")
+            assert "X-Amz-Signature=" in location
+            fetched = httpx.get(location)
+            assert fetched.status_code == 200 and fetched.content == reference_png
+            assert httpx.get(location.replace("r.png", "s.png")).status_code == 403
+    finally:
+        stop_api(api)
