@@ -19,7 +19,7 @@ from pathlib import Path
 from runner import progress
 from runner.child import ChildRequest
 from runner.events import EventLog, RunnerResult, event_log_from
-from runner.execute import CommandExecutor, ForkSpawner, RunOutcome
+from runner.execute import CommandExecutor, ForkSpawner
 from runner.inputs import stage_inputs
 from runner.outputs import collect_outputs, keep_binary_stdout
 from runner.publish import OutputPublisher
@@ -29,13 +29,24 @@ from runner.storage import Storage, results_prefix, storage_from_env
 EVENT_DB_ENV = "ZYRA_EVENT_DB"
 
 
-def run_job(spec: JobSpec, log: EventLog, storage: Storage, cancel: threading.Event) -> RunOutcome:
+def run_job(spec: JobSpec, log: EventLog, storage: Storage, cancel: threading.Event) -> int:
+    """Run the job; its exit code."""
     work_root = Path(spec.work_root)
     workdir, tmpdir = work_root / "files", work_root / "tmp"
     for folder in (workdir, tmpdir):
         folder.mkdir(parents=True, exist_ok=True)
     publisher = OutputPublisher(log, spec.job_id)
-    staged = stage_inputs(storage, spec.inputs, workdir)
+    try:
+        staged = stage_inputs(storage, spec.inputs, workdir)
+    except KeyError as exc:
+        # The upload expired (or was deleted) between the request and now.
+        publisher.emit(stderr=f"input {exc.args[0]} is no longer in storage\n")
+        publisher.close()
+        log.set_result(
+            spec.job_id,
+            RunnerResult(exit_code=1, reason="InputMissing", duration_s=0.0, outputs=[]),
+        )
+        return 1
     publisher.set_progress(progress.INPUTS_FETCHED)
     publisher.emit(status="running", progress=progress.RUNNING)
     publisher.progress = progress.RUNNING
@@ -68,7 +79,7 @@ def run_job(spec: JobSpec, log: EventLog, storage: Storage, cancel: threading.Ev
     )
     log.set_result(spec.job_id, result)
     shutil.rmtree(work_root, ignore_errors=True)
-    return outcome
+    return outcome.exit_code
 
 
 def main() -> None:
@@ -82,8 +93,7 @@ def main() -> None:
     )
     cancel = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
-    outcome = run_job(spec, log, storage_from_env(), cancel)
-    raise SystemExit(outcome.exit_code)
+    raise SystemExit(run_job(spec, log, storage_from_env(), cancel))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from runner import progress
 from runner.argv import InvalidArgsError, PathPolicy, build_argv
 from runner.catalog import CommandCatalog, CommandSpec
 from runner.child import ChildRequest, ResourceLimits
-from runner.events import EventLog, RunnerResult
+from runner.events import EventLog, JobEvent, RunnerResult
 from runner.execute import CommandExecutor, ExecutorUnavailableError, ExitReason, RunOutcome
 from runner.inputs import (
     FILE_ID,
@@ -38,6 +38,10 @@ MB = 1 << 20
 log = logging.getLogger("zyra.jobs")
 
 
+class InputGoneError(LookupError):
+    """An uploaded file named by the request left storage before the run started."""
+
+
 class TimeoutTooLongError(ValueError):
     def __init__(self, requested: float, maximum: float) -> None:
         self.requested, self.maximum = requested, maximum
@@ -51,6 +55,36 @@ class PreparedRun:
     args: dict[str, Any]  # as the client sent them (file references included)
     timeout_s: float
     inputs: list[StagedInput]
+
+
+@dataclass
+class EventSummary:
+    """stdout/stderr text gathered from events, and the latest progress."""
+
+    parts: dict[str, list[str]] = field(default_factory=lambda: {"stdout": [], "stderr": []})
+    sizes: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
+    cut: dict[str, bool] = field(default_factory=lambda: {"stdout": False, "stderr": False})
+    progress: float = 0.0
+
+    def add(self, event: JobEvent, limit: int) -> None:
+        if event.progress is not None:
+            self.progress = max(self.progress, event.progress)
+        for stream in ("stdout", "stderr"):
+            text = getattr(event, stream)
+            if text is None or self.cut[stream]:
+                continue
+            if self.sizes[stream] + len(text) > limit:
+                text, self.cut[stream] = text[: limit - self.sizes[stream]], True
+            self.parts[stream].append(text)
+            self.sizes[stream] += len(text)
+
+    def log_fields(self) -> dict[str, Any]:
+        return {
+            "stdout": "".join(self.parts["stdout"]),
+            "stderr": "".join(self.parts["stderr"]),
+            "stdout_truncated": self.cut["stdout"],
+            "stderr_truncated": self.cut["stderr"],
+        }
 
 
 def read_log(path: Path, limit: int) -> tuple[str, bool]:
@@ -158,7 +192,11 @@ class JobService:
         record = record.model_copy(update={"status": JobStatus.RUNNING, "started_at": utcnow()})
         self.store.save(record)
         try:
-            staged = stage_inputs(self.storage, prepared.inputs, workdir)
+            try:
+                staged = stage_inputs(self.storage, prepared.inputs, workdir)
+            except KeyError as exc:
+                self.store.save(self._failed(record, "InputMissing", f"{exc.args[0]} is gone"))
+                raise InputGoneError(f"uploaded file {exc.args[0]} is no longer stored") from exc
             outcome = self.executor.run(
                 ChildRequest(
                     argv=prepared.argv,
@@ -172,21 +210,23 @@ class JobService:
             record = self._finish_sync(record, outcome, workdir, staged)
         except ExecutorUnavailableError as exc:
             # The record must not stay `running`; the client gets a 503.
-            self.store.save(
-                record.model_copy(
-                    update={
-                        "status": JobStatus.FAILED,
-                        "reason": "Lost",
-                        "stderr": f"command executor unavailable: {exc}",
-                        "finished_at": utcnow(),
-                    }
-                )
-            )
+            self.store.save(self._failed(record, "Lost", f"command executor unavailable: {exc}"))
             raise
         finally:
             shutil.rmtree(job_root, ignore_errors=True)
         self.store.save(record)
         return record
+
+    @staticmethod
+    def _failed(record: JobRecord, reason: str, message: str) -> JobRecord:
+        return record.model_copy(
+            update={
+                "status": JobStatus.FAILED,
+                "reason": reason,
+                "stderr": message,
+                "finished_at": utcnow(),
+            }
+        )
 
     def _finish_sync(
         self, record: JobRecord, outcome: RunOutcome, workdir: Path, staged: frozenset[str]
@@ -279,17 +319,13 @@ class JobService:
             status = JobStatus.FAILED
         if exit_code is None and not record.cancel_requested:
             reason = "Lost"
-        stdout, stderr, cut_out, cut_err = self.collect_logs(record.job_id)
         return record.model_copy(
             update={
+                **self.summarise_events(record.job_id).log_fields(),
                 "status": status,
                 "exit_code": exit_code,
                 "reason": reason,
                 "progress": progress.DONE,
-                "stdout": stdout,
-                "stderr": stderr,
-                "stdout_truncated": cut_out,
-                "stderr_truncated": cut_err,
                 "stdout_is_binary": bool(result and result.stdout_is_binary),
                 "outputs": result.outputs if result else [],
                 "duration_s": result.duration_s if result else None,
@@ -297,42 +333,24 @@ class JobService:
             }
         )
 
-    def collect_logs(self, job_id: str) -> tuple[str, str, bool, bool]:
-        """stdout and stderr from the job's events, each cut at max_log_bytes."""
+    def summarise_events(self, job_id: str) -> EventSummary:
+        """One pass over a job's events: its streams (each cut at max_log_bytes)
+        and its latest progress."""
         limit = self.settings.max_log_bytes
-        parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        sizes = {"stdout": 0, "stderr": 0}
-        cut = {"stdout": False, "stderr": False}
+        summary = EventSummary()
         after = 0
         while batch := self.events.read(job_id, after, limit=5000):
             for event in batch:
-                for stream in ("stdout", "stderr"):
-                    text = getattr(event, stream)
-                    if text is None or cut[stream]:
-                        continue
-                    if sizes[stream] + len(text) > limit:
-                        text, cut[stream] = text[: limit - sizes[stream]], True
-                    parts[stream].append(text)
-                    sizes[stream] += len(text)
+                summary.add(event, limit)
             after = batch[-1].seq
-        return "".join(parts["stdout"]), "".join(parts["stderr"]), cut["stdout"], cut["stderr"]
+        return summary
 
     def live_view(self, record: JobRecord) -> JobRecord:
         """A running job's record with the output and progress so far."""
         if record.status.is_terminal():
             return record
-        stdout, stderr, cut_out, cut_err = self.collect_logs(record.job_id)
-        events = self.events.read(record.job_id, 0, limit=100_000)
-        latest = max((e.progress for e in events if e.progress is not None), default=0.0)
-        return record.model_copy(
-            update={
-                "stdout": stdout,
-                "stderr": stderr,
-                "stdout_truncated": cut_out,
-                "stderr_truncated": cut_err,
-                "progress": latest,
-            }
-        )
+        summary = self.summarise_events(record.job_id)
+        return record.model_copy(update={**summary.log_fields(), "progress": summary.progress})
 
     def cancel(self, job_id: str) -> tuple[JobRecord, bool]:
         """Cancel a queued or running job; (record, whether anything changed)."""

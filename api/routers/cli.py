@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 
 from api.deps import CatalogDep, CurrentPrincipal, JobServiceDep
 from api.jobs.records import RunMode
-from api.jobs.service import TimeoutTooLongError
+from api.jobs.service import InputGoneError, TimeoutTooLongError
 from api.schemas import AcceptedResponse, CatalogResponse, RunRequest, RunResponse
 from runner.argv import InvalidArgsError
 from runner.catalog import UnknownCommandError, UnknownStageError
@@ -73,6 +73,11 @@ async def run_command(
         return AcceptedResponse(job_id=record.job_id)
     try:
         record = await service.run_sync(prepared, principal)
+    except InputGoneError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"loc": ["body", "args"], "type": "file_ref", "msg": str(exc)}],
+        ) from exc
     except ExecutorUnavailableError as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,

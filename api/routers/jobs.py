@@ -22,6 +22,7 @@ from api.jobs.service import JobService
 from api.jobs.store import JobFilter
 from api.schemas import CancelResponse, JobList, JobView
 from api.streaming import follow_events
+from runner.catalog import UnknownStageError
 from runner.storage import results_prefix
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -44,7 +45,13 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> JobList:
-    stage_name = service.catalog.canonical_stage(stage) if stage else None
+    try:
+        stage_name = service.catalog.canonical_stage(stage) if stage else None
+    except UnknownStageError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"loc": ["query", "stage"], "type": "enum", "msg": str(exc)}],
+        ) from exc
     try:
         page = await anyio.to_thread.run_sync(
             service.list, JobFilter(status_, stage_name, command), limit, cursor

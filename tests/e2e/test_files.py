@@ -187,3 +187,18 @@ def test_s3_download_redirects_to_a_url_signed_for_the_public_endpoint(
             assert httpx.get(location.replace("r.png", "s.png")).status_code == 403
     finally:
         stop_api(api)
+
+
+def test_an_upload_gone_before_the_run_fails_clearly(api: ApiServer, inputs: Path) -> None:
+    """The session server (local storage): its upload's bytes vanish after validation
+    would have passed, as when retention removes them at the wrong moment."""
+    with api.client() as client:
+        meta = upload(client, "field.npy", (inputs / "field.npy").read_bytes())
+        (api.data_dir / "storage" / "uploads" / meta["file_id"] / "data").unlink()
+        args = {"input": f"file_id:{meta['file_id']}", "output": "x.png", **MAP_ARGS}
+        r = client.post("/cli/run", json={"stage": "render", "command": "heatmap", "args": args})
+        assert r.status_code == 422
+        assert "no longer stored" in r.json()["detail"][0]["msg"]
+        job = wait_finished(client, submit(client, "render", "heatmap", args))
+        assert (job["status"], job["reason"], job["exit_code"]) == ("failed", "InputMissing", 1)
+        assert "no longer in storage" in job["stderr"]

@@ -25,3 +25,10 @@ def test_download_name_must_be_one_of_the_jobs_outputs(app_client: TestClient) -
     ).json()
     r = app_client.get(f"/jobs/{run['job_id']}/download", params={"file": "../../jobs.sqlite3"})
     assert r.status_code == 404
+
+
+def test_listing_with_an_unknown_stage_is_422(app_client: TestClient) -> None:
+    r = app_client.get("/jobs", params={"stage": "paint"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["query", "stage"]
+    assert "visualize" in r.json()["detail"][0]["msg"]
