@@ -134,6 +134,7 @@ class JobView(BaseModel):
     stage: str
     command: str
     args: dict[str, Any]
+    submitted_by: str = Field(description="Name of the API key that submitted it.")
     exit_code: int | None
     reason: str | None
     progress: float

@@ -112,6 +112,7 @@ def test_job_record_carries_the_output(client, ten_thousand_line_job, records) -
     assert (job["status"], job["exit_code"], job["reason"]) == ("succeeded", 0, "Completed")
     assert job["stdout"] == records[1]
     assert job["mode"] == "async" and job["progress"] == 1.0
+    assert job["submitted_by"] == "e2e"
     assert job["finished_at"] > job["started_at"] > job["created_at"]
 
 
