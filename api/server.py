@@ -85,7 +85,12 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
     if settings.redis_url:
         runner_env["ZYRA_REDIS_URL"] = settings.redis_url
     service.backend = LocalBackend(
-        settings.work_dir, runner_env, service.on_runner_exit, settings.kill_grace_s
+        settings.work_dir,
+        runner_env,
+        service.on_runner_started,
+        service.on_runner_exit,
+        settings.kill_grace_s,
+        settings.local_max_running,
     )
     return service
 

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     async_timeout_max_s: float = Field(
         6 * 3600.0, gt=0, description="Upper bound (and default) of an async run's timeout_s."
     )
+    local_max_running: int = Field(
+        4, ge=1, description="Async runners at once with the local backend; later jobs wait."
+    )
     sync_concurrency: int = Field(
         8, ge=1, description="Sync runs executing at once per API process; others wait."
     )

@@ -19,11 +19,13 @@ class RunnerExit:
 
 
 ExitCallback = Callable[[str, RunnerExit], None]
+StartCallback = Callable[[str, dict[str, Any]], None]  # job id, runner handle
 
 
 class Backend(Protocol):
-    def launch(self, record: JobRecord, spec: JobSpec) -> dict[str, Any]:
-        """Start the runner; returns the handle stored in the job record."""
+    def launch(self, record: JobRecord, spec: JobSpec) -> None:
+        """Queue or start the runner. When it starts, the backend reports its
+        handle (StartCallback), which the job record keeps."""
         ...
 
     def cancel(self, record: JobRecord) -> None:

@@ -1,4 +1,9 @@
-"""The local backend: one `python -m runner` process per async job on this machine."""
+"""The local backend: one `python -m runner` process per async job on this machine.
+
+At most `max_running` runners at once; later jobs wait `queued`, in order, and
+start as slots free. The spec of a waiting job is on disk, so a restarted API
+queues it again.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
-from api.backends.base import ExitCallback, RunnerExit
+from api.backends.base import ExitCallback, RunnerExit, StartCallback
 from api.jobs.records import JobRecord
 from runner.execute import kill_group
 from runner.spec import JobSpec
@@ -38,14 +44,19 @@ class LocalBackend:
         self,
         work_dir: Path,
         runner_env: dict[str, str],
+        on_start: StartCallback,
         on_exit: ExitCallback,
         kill_grace_s: float,
+        max_running: int,
     ) -> None:
         self.work_dir = work_dir
         self.runner_env = runner_env
+        self.on_start = on_start
         self.on_exit = on_exit
         self.kill_grace_s = kill_grace_s
+        self.max_running = max_running
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._waiting: deque[str] = deque()
         self._lock = threading.Lock()
 
     def spec_path(self, job_id: str) -> Path:
@@ -54,23 +65,36 @@ class LocalBackend:
     def log_path(self, job_id: str) -> Path:
         return self.work_dir / f"{job_id}.runner.log"
 
-    def launch(self, record: JobRecord, spec: JobSpec) -> dict[str, Any]:
+    def launch(self, record: JobRecord, spec: JobSpec) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        spec_file = self.spec_path(record.job_id)
-        spec_file.write_text(spec.model_dump_json())
-        with self.log_path(record.job_id).open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "runner", "--spec", str(spec_file)],
+        self.spec_path(record.job_id).write_text(spec.model_dump_json())
+        with self._lock:
+            self._waiting.append(record.job_id)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start waiting runners while there are free slots."""
+        while True:
+            with self._lock:
+                if not self._waiting or len(self._procs) >= self.max_running:
+                    return
+                job_id = self._waiting.popleft()
+                proc = self._start(job_id)
+                self._procs[job_id] = proc
+            handle = {"kind": "local", "pid": proc.pid, "start_ticks": _start_ticks(proc.pid)}
+            self.on_start(job_id, handle)
+            threading.Thread(target=self._watch_child, args=(job_id, proc), daemon=True).start()
+
+    def _start(self, job_id: str) -> subprocess.Popen[bytes]:
+        with self.log_path(job_id).open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "runner", "--spec", str(self.spec_path(job_id))],
                 env=self.runner_env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # cancel can signal the runner's whole group
             )
-        with self._lock:
-            self._procs[record.job_id] = proc
-        threading.Thread(target=self._watch_child, args=(record.job_id, proc), daemon=True).start()
-        return {"kind": "local", "pid": proc.pid, "start_ticks": _start_ticks(proc.pid)}
 
     def _watch_child(self, job_id: str, proc: subprocess.Popen[bytes]) -> None:
         returncode = proc.wait()
@@ -80,6 +104,7 @@ class LocalBackend:
         self.on_exit(job_id, RunnerExit(exit_code_of_returncode(returncode), reason))
         with contextlib.suppress(FileNotFoundError):
             self.spec_path(job_id).unlink()
+        self._dispatch()
 
     def _alive(self, handle: dict[str, Any] | None) -> bool:
         if not handle or handle.get("kind") != "local":
@@ -88,6 +113,14 @@ class LocalBackend:
         return ticks is not None and ticks == handle.get("start_ticks")
 
     def cancel(self, record: JobRecord) -> None:
+        with self._lock:
+            waiting = record.job_id in self._waiting
+            if waiting:
+                self._waiting.remove(record.job_id)
+        if waiting:  # never started: nothing to stop
+            self.spec_path(record.job_id).unlink(missing_ok=True)
+            self.on_exit(record.job_id, RunnerExit(None, "Cancelled"))
+            return
         handle = record.runner
         if not self._alive(handle):
             return
@@ -107,14 +140,21 @@ class LocalBackend:
         threading.Thread(target=force, daemon=True).start()
 
     def reconcile(self, active: list[JobRecord]) -> None:
-        for record in active:
+        for record in sorted(active, key=lambda r: r.created_at):
             with self._lock:
-                if record.job_id in self._procs:
+                if record.job_id in self._procs or record.job_id in self._waiting:
                     continue
+                # Never started (no runner handle) and its spec is still on disk.
+                requeue = record.runner is None and self.spec_path(record.job_id).exists()
+                if requeue:
+                    self._waiting.append(record.job_id)
+            if requeue:
+                continue
             if self._alive(record.runner):
                 threading.Thread(target=self._watch_orphan, args=(record,), daemon=True).start()
             else:
                 self.on_exit(record.job_id, RunnerExit(None, RUNNER_LOST))
+        self._dispatch()
 
     def _watch_orphan(self, record: JobRecord) -> None:
         """A runner started by an earlier API process: not our child, so poll it."""

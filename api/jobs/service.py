@@ -275,13 +275,20 @@ class JobService:
             work_root=str(self.settings.work_dir / record.job_id),
             inputs=prepared.inputs,
         )
-        handle = self.backend.launch(record, spec)
-        record = record.model_copy(
-            update={"status": JobStatus.RUNNING, "started_at": utcnow(), "runner": handle}
-        )
-        # The runner may already have finished and been finalised: never step back.
-        self.store.save_unless_terminal(record)
+        self.backend.launch(record, spec)
         return record
+
+    def on_runner_started(self, job_id: str, handle: dict[str, Any]) -> None:
+        """Called by the backend when a runner starts (maybe after waiting its turn)."""
+        record = self.store.get(job_id)
+        if record is None:
+            return
+        # The runner may already have finished and been finalised: never step back.
+        self.store.save_unless_terminal(
+            record.model_copy(
+                update={"status": JobStatus.RUNNING, "started_at": utcnow(), "runner": handle}
+            )
+        )
 
     def on_runner_exit(self, job_id: str, observed: RunnerExit) -> None:
         """Called by the backend; safe to call twice (or from two replicas)."""
