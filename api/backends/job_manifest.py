@@ -1,0 +1,143 @@
+"""The batch/v1 Job that runs one async job in a cluster.
+
+Plain dicts in the API server's own JSON shape, so the manifest can be read,
+tested and created as it is. No secret is ever written into the manifest: the
+job spec (argv, timeout, inputs) travels as an env value, and credentials as
+`secretKeyRef`s to Secrets the operator (or the Helm chart) created.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from runner.spec import SPEC_ENV, JobSpec
+
+MANAGED_BY = "zyra-orchestrator"
+RUNNER_NAME = "zyra-runner"
+WORK_MOUNT = "/work"
+_LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class SecretRef(BaseModel):
+    name: str
+    key: str
+
+
+class KubernetesJobSettings(BaseModel):
+    """How runner Jobs look; from `ZYRA_K8S_*` settings."""
+
+    namespace: str = "default"
+    image: str = "zyra-orchestrator-runner:latest"
+    image_pull_policy: str = "IfNotPresent"
+    service_account: str | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "250m", "memory": "512Mi"})
+    limits: dict[str, str] = Field(default_factory=lambda: {"cpu": "2", "memory": "4Gi"})
+    ttl_after_finished_s: int = 3600
+    deadline_margin_s: int = 60  # startup and upload time on top of the command's timeout
+    work_size_limit: str = "10Gi"
+    run_as_user: int = 10001
+    redis_url_secret: SecretRef | None = None
+    s3_access_key_secret: SecretRef | None = None
+    s3_secret_key_secret: SecretRef | None = None
+    plain_env: dict[str, str] = Field(
+        default_factory=dict, description="Non-secret runner settings (storage kind, bucket…)."
+    )
+
+
+def job_name(job_id: str) -> str:
+    return f"zyra-{job_id}"
+
+
+def label_value(value: str) -> str:
+    """Label values: at most 63 of [A-Za-z0-9._-], starting and ending alphanumeric."""
+    return _LABEL_VALUE.sub("_", value)[:63].strip("._-") or "none"
+
+
+def labels_for(job_id: str, stage: str, command: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": RUNNER_NAME,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "zyra.job-id": job_id,
+        "zyra.stage": label_value(stage),
+        "zyra.command": label_value(command),
+    }
+
+
+def _secret_env(name: str, ref: SecretRef | None) -> list[dict[str, Any]]:
+    if ref is None:
+        return []
+    return [{"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}]
+
+
+def runner_env(spec: JobSpec, k8s: KubernetesJobSettings) -> list[dict[str, Any]]:
+    env = [{"name": SPEC_ENV, "value": json.dumps(spec.model_dump(mode="json"))}]
+    env += [{"name": k, "value": v} for k, v in sorted(k8s.plain_env.items())]
+    env += _secret_env("ZYRA_REDIS_URL", k8s.redis_url_secret)
+    env += _secret_env("AWS_ACCESS_KEY_ID", k8s.s3_access_key_secret)
+    env += _secret_env("AWS_SECRET_ACCESS_KEY", k8s.s3_secret_key_secret)
+    return env
+
+
+def job_manifest(
+    spec: JobSpec, stage: str, command: str, k8s: KubernetesJobSettings
+) -> dict[str, Any]:
+    """The Job for one run. `spec.work_root` must lie under the work volume."""
+    labels = labels_for(spec.job_id, stage, command)
+    container = {
+        "name": "runner",
+        "image": k8s.image,
+        "imagePullPolicy": k8s.image_pull_policy,
+        "command": ["python", "-m", "runner"],
+        "env": runner_env(spec, k8s),
+        "resources": {"requests": dict(k8s.requests), "limits": dict(k8s.limits)},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "work", "mountPath": WORK_MOUNT},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": k8s.run_as_user,
+            "runAsGroup": k8s.run_as_user,
+            "fsGroup": k8s.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [
+            {"name": "work", "emptyDir": {"sizeLimit": k8s.work_size_limit}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+        ],
+    }
+    if k8s.service_account:
+        pod_spec["serviceAccountName"] = k8s.service_account
+    if k8s.node_selector:
+        pod_spec["nodeSelector"] = dict(k8s.node_selector)
+    if k8s.tolerations:
+        pod_spec["tolerations"] = list(k8s.tolerations)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name(spec.job_id), "namespace": k8s.namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": math.ceil(spec.timeout_s) + k8s.deadline_margin_s,
+            "ttlSecondsAfterFinished": k8s.ttl_after_finished_s,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }

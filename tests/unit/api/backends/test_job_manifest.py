@@ -1,0 +1,97 @@
+"""The runner Job's manifest: labels to find it, no secrets in it, a locked-down pod."""
+
+from __future__ import annotations
+
+import json
+
+from api.backends.job_manifest import (
+    KubernetesJobSettings,
+    SecretRef,
+    job_manifest,
+    label_value,
+)
+from runner.spec import SPEC_ENV, JobSpec
+
+JOB_ID = "0123456789abcdef0123456789abcdef"
+
+
+def spec(**kw) -> JobSpec:
+    return JobSpec(job_id=JOB_ID, argv=["visualize", "heatmap", "--input=a.npy"], timeout_s=90.5,
+                   env={"PATH": "/usr/bin"}, work_root=f"/work/{JOB_ID}", **kw)  # fmt: skip
+
+
+def settings(**kw) -> KubernetesJobSettings:
+    return KubernetesJobSettings(
+        namespace="zyra",
+        image="registry.example/zyra-runner:1.0",
+        service_account="zyra-runner",
+        node_selector={"pool": "batch"},
+        tolerations=[{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+        redis_url_secret=SecretRef(name="zyra-redis", key="url"),
+        s3_access_key_secret=SecretRef(name="zyra-s3", key="access-key"),
+        s3_secret_key_secret=SecretRef(name="zyra-s3", key="secret-key"),
+        plain_env={"ZYRA_STORAGE": "s3", "ZYRA_S3_BUCKET": "zyra"},
+        **kw,
+    )
+
+
+def test_job_is_found_by_labels_and_named_after_the_job() -> None:
+    job = job_manifest(spec(), "visualize", "heatmap", settings())
+    assert job["metadata"]["name"] == f"zyra-{JOB_ID}"
+    assert job["metadata"]["namespace"] == "zyra"
+    labels = job["metadata"]["labels"]
+    assert labels == {
+        "app.kubernetes.io/name": "zyra-runner",
+        "app.kubernetes.io/managed-by": "zyra-orchestrator",
+        "zyra.job-id": JOB_ID,
+        "zyra.stage": "visualize",
+        "zyra.command": "heatmap",
+    }
+    assert job["spec"]["template"]["metadata"]["labels"] == labels
+
+
+def test_one_attempt_with_a_deadline_and_a_ttl() -> None:
+    job = job_manifest(spec(), "visualize", "heatmap", settings(ttl_after_finished_s=600))
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["activeDeadlineSeconds"] == 91 + 60
+    assert job["spec"]["ttlSecondsAfterFinished"] == 600
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_secrets_only_as_references() -> None:
+    job = job_manifest(spec(), "visualize", "heatmap", settings())
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert json.loads(env[SPEC_ENV]["value"])["argv"] == ["visualize", "heatmap", "--input=a.npy"]
+    assert env["ZYRA_REDIS_URL"] == {
+        "name": "ZYRA_REDIS_URL",
+        "valueFrom": {"secretKeyRef": {"name": "zyra-redis", "key": "url"}},
+    }
+    assert "value" not in env["AWS_SECRET_ACCESS_KEY"]
+    assert env["ZYRA_S3_BUCKET"]["value"] == "zyra"
+
+
+def test_pod_is_locked_down() -> None:
+    pod = job_manifest(spec(), "visualize", "heatmap", settings())["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert {v["name"] for v in pod["volumes"]} == {"work", "tmp"}
+    assert all("emptyDir" in v for v in pod["volumes"])
+    assert pod["serviceAccountName"] == "zyra-runner"
+    assert pod["nodeSelector"] == {"pool": "batch"}
+    assert pod["tolerations"][0]["key"] == "batch"
+    assert container["command"] == ["python", "-m", "runner"]
+
+
+def test_label_values_are_made_valid() -> None:
+    assert label_value("convert-format") == "convert-format"
+    assert label_value("a b/c") == "a_b_c"
+    assert len(label_value("x" * 100)) == 63
+    assert label_value("-") == "none"
