@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from runner.catalog import CommandCatalog
+from tests.data import write_grib2
 from tests.services import RedisServer, S3Server
 
 
@@ -29,3 +34,28 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny inputs for real Zyra commands, generated here, offline."""
+    folder = tmp_path_factory.mktemp("inputs")
+    np.save(folder / "field.npy", np.arange(24 * 48, dtype=float).reshape(24, 48))
+    with (folder / "series.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["time", "value"])
+        for day in range(1, 11):
+            writer.writerow([f"2024-01-{day:02d}", day * day])
+    write_grib2(folder / "t2m.grib2")
+    (folder / "garbage.grib2").write_bytes(b"this is not a GRIB file\n" * 4)
+    return folder
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers: a command
+    fetching from it waits until something stops it."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/never"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from tests.services import free_port
@@ -27,6 +24,7 @@ class ApiServer:
     process: subprocess.Popen[bytes]
     data_dir: Path
     log_path: Path
+    env: dict[str, str]
 
     def client(self, key: str | None = API_KEY, timeout: float = 120) -> httpx.Client:
         headers = {"X-API-Key": key} if key else {}
@@ -35,6 +33,7 @@ class ApiServer:
 
 def start_api(tmp: Path, inputs: Path, **env: str) -> ApiServer:
     port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
     data_dir = tmp / "data"
     log_path = tmp / "api.log"
     full_env = {
@@ -49,7 +48,7 @@ def start_api(tmp: Path, inputs: Path, **env: str) -> ApiServer:
         process = subprocess.Popen(
             [sys.executable, "-m", "api"], env=full_env, stdout=log, stderr=subprocess.STDOUT
         )
-    server = ApiServer(f"http://127.0.0.1:{port}", process, data_dir, log_path)
+    server = ApiServer(f"http://127.0.0.1:{port}", process, data_dir, log_path, env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -73,52 +72,6 @@ def stop_api(server: ApiServer) -> None:
 
 
 @pytest.fixture(scope="session")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny inputs for real Zyra commands, generated here, offline."""
-    folder = tmp_path_factory.mktemp("inputs")
-    np.save(folder / "field.npy", np.arange(24 * 48, dtype=float).reshape(24, 48))
-    with (folder / "series.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["time", "value"])
-        for day in range(1, 11):
-            writer.writerow([f"2024-01-{day:02d}", day * day])
-    write_grib2(folder / "t2m.grib2")
-    (folder / "garbage.grib2").write_bytes(b"this is not a GRIB file\n" * 4)
-    return folder
-
-
-def write_grib2(path: Path, ni: int = 8, nj: int = 4) -> np.ndarray:
-    """A GRIB2 field built from an eccodes sample; returns the values written."""
-    import eccodes
-
-    values = np.linspace(250.0, 300.0, ni * nj)
-    handle = eccodes.codes_grib_new_from_samples("regular_ll_sfc_grib2")
-    try:
-        for key, value in {
-            "Ni": ni,
-            "Nj": nj,
-            "latitudeOfFirstGridPointInDegrees": 60.0,
-            "longitudeOfFirstGridPointInDegrees": 0.0,
-            "latitudeOfLastGridPointInDegrees": 30.0,
-            "longitudeOfLastGridPointInDegrees": 70.0,
-            "iDirectionIncrementInDegrees": 10.0,
-            "jDirectionIncrementInDegrees": 10.0,
-            "discipline": 0,
-            "parameterCategory": 0,
-            "parameterNumber": 0,
-            "typeOfFirstFixedSurface": 103,
-            "scaledValueOfFirstFixedSurface": 2,
-        }.items():
-            eccodes.codes_set(handle, key, value)
-        eccodes.codes_set_values(handle, values)
-        with path.open("wb") as f:
-            eccodes.codes_write(handle, f)
-    finally:
-        eccodes.codes_release(handle)
-    return values
-
-
-@pytest.fixture(scope="session")
 def api(tmp_path_factory: pytest.TempPathFactory, inputs: Path) -> Iterator[ApiServer]:
     server = start_api(tmp_path_factory.mktemp("api"), inputs, ZYRA_SYNC_TIMEOUT_MAX_S="120")
     yield server
@@ -129,13 +82,3 @@ def api(tmp_path_factory: pytest.TempPathFactory, inputs: Path) -> Iterator[ApiS
 def client(api: ApiServer) -> Iterator[httpx.Client]:
     with api.client() as c:
         yield c
-
-
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """A TCP server that accepts connections and never answers: a command
-    fetching from it waits until something stops it."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(16)
-        yield f"http://127.0.0.1:{server.getsockname()[1]}/never"

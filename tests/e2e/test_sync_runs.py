@@ -16,7 +16,8 @@ import netCDF4
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import ApiServer, write_grib2
+from tests.data import write_grib2
+from tests.e2e.conftest import ApiServer
 
 MAP_FLAGS = {"no_coastline": True, "no_borders": True, "no_gridlines": True}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

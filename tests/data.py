@@ -1,0 +1,38 @@
+"""Tiny inputs for real Zyra commands, generated here, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def write_grib2(path: Path, ni: int = 8, nj: int = 4) -> np.ndarray:
+    """A GRIB2 field built from an eccodes sample; returns the values written."""
+    import eccodes
+
+    values = np.linspace(250.0, 300.0, ni * nj)
+    handle = eccodes.codes_grib_new_from_samples("regular_ll_sfc_grib2")
+    try:
+        for key, value in {
+            "Ni": ni,
+            "Nj": nj,
+            "latitudeOfFirstGridPointInDegrees": 60.0,
+            "longitudeOfFirstGridPointInDegrees": 0.0,
+            "latitudeOfLastGridPointInDegrees": 30.0,
+            "longitudeOfLastGridPointInDegrees": 70.0,
+            "iDirectionIncrementInDegrees": 10.0,
+            "jDirectionIncrementInDegrees": 10.0,
+            "discipline": 0,
+            "parameterCategory": 0,
+            "parameterNumber": 0,
+            "typeOfFirstFixedSurface": 103,
+            "scaledValueOfFirstFixedSurface": 2,
+        }.items():
+            eccodes.codes_set(handle, key, value)
+        eccodes.codes_set_values(handle, values)
+        with path.open("wb") as f:
+            eccodes.codes_write(handle, f)
+    finally:
+        eccodes.codes_release(handle)
+    return values
