@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 
+from api.backends.base import Backend
 from api.backends.local import LocalBackend
 from api.command_env import command_environment
 from api.errors import install_error_handlers
@@ -32,8 +33,16 @@ log = logging.getLogger("zyra.server")
 
 
 def _unsupported(settings: Settings) -> list[str]:
-    """Settings this version accepts by name but cannot serve yet."""
-    return [f"ZYRA_BACKEND={settings.backend}"] if settings.backend != "local" else []
+    """Combinations that cannot work: runner pods share nothing with the API but
+    Redis and S3."""
+    if settings.backend != "kubernetes":
+        return []
+    problems = []
+    if not settings.redis_url:
+        problems.append("ZYRA_BACKEND=kubernetes needs ZYRA_REDIS_URL")
+    if settings.storage != "s3":
+        problems.append("ZYRA_BACKEND=kubernetes needs ZYRA_STORAGE=s3")
+    return problems
 
 
 def _reconcile_until_done(service: JobService) -> None:
@@ -84,22 +93,46 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
     runner_env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
     if settings.redis_url:
         runner_env["ZYRA_REDIS_URL"] = settings.redis_url
-    service.backend = LocalBackend(
-        settings.work_dir,
-        runner_env,
+    if settings.backend == "kubernetes":
+        service.backend = _kubernetes_backend(settings, service)
+    else:
+        service.backend = LocalBackend(
+            settings.work_dir,
+            runner_env,
+            service.on_runner_started,
+            service.on_runner_exit,
+            settings.kill_grace_s,
+            settings.local_max_running,
+        )
+    return service
+
+
+def _kubernetes_backend(settings: Settings, service: JobService) -> Backend:
+    from kubernetes import client, config
+
+    from api.backends.kubernetes import KubernetesBackend
+
+    if settings.k8s_kubeconfig:
+        api_client = config.new_client_from_config(config_file=str(settings.k8s_kubeconfig))
+    else:
+        config.load_incluster_config()
+        api_client = client.ApiClient()
+    plain = {**settings.k8s.plain_env, **{k: v for k, v in settings.storage_env.items()
+                                          if k != "ZYRA_STORAGE_DIR"}}  # fmt: skip
+    return KubernetesBackend(
+        settings.k8s.model_copy(update={"plain_env": plain}),
+        api_client,
         service.on_runner_started,
         service.on_runner_exit,
-        settings.kill_grace_s,
-        settings.local_max_running,
+        settings.k8s_pull_failure_timeout_s,
     )
-    return service
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     unsupported = _unsupported(settings)
     if unsupported:
-        raise RuntimeError(f"not supported by this version yet: {', '.join(unsupported)}")
+        raise RuntimeError("; ".join(unsupported))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from api.backends.job_manifest import KubernetesJobSettings
 from runner.catalog import DEFAULT_STAGES, STAGE_SOURCES
 
 CommaList = Annotated[list[str], NoDecode]
@@ -21,7 +22,7 @@ def _split(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ZYRA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ZYRA_", extra="ignore", env_nested_delimiter="__")
 
     host: str = Field("127.0.0.1", description="Address `python -m api` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `python -m api` listens on.")
@@ -48,6 +49,17 @@ class Settings(BaseSettings):
     )
     backend: Literal["local", "kubernetes"] = Field(
         "local", description="Where async runs execute."
+    )
+    k8s: KubernetesJobSettings = Field(
+        default_factory=KubernetesJobSettings,
+        description="Runner Jobs with ZYRA_BACKEND=kubernetes: ZYRA_K8S__NAMESPACE, "
+        'ZYRA_K8S__IMAGE, ZYRA_K8S__REDIS_URL_SECRET=\'{"name": …, "key": …}\', …',
+    )
+    k8s_kubeconfig: Path | None = Field(
+        None, description="kubeconfig file; unset: the pod's in-cluster service account."
+    )
+    k8s_pull_failure_timeout_s: float = Field(
+        120.0, gt=0, description="How long a runner may wait on its image before it fails."
     )
     redis_url: str | None = Field(
         None, description="Redis for job records and event streams; unset: embedded store."

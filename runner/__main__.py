@@ -29,6 +29,19 @@ from runner.storage import Storage, results_prefix, storage_from_env
 EVENT_DB_ENV = "ZYRA_EVENT_DB"
 
 
+def default_command_env(work_root: Path) -> dict[str, str]:
+    """What a command needs when the spec does not say (in a pod: a writable HOME
+    on the work volume, the image's PATH)."""
+    home = work_root / "home"
+    (home / ".config" / "matplotlib").mkdir(parents=True, exist_ok=True)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": str(home),
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": str(home / ".config" / "matplotlib"),
+    }
+
+
 def run_job(spec: JobSpec, log: EventLog, storage: Storage, cancel: threading.Event) -> int:
     """Run the job; its exit code."""
     work_root = Path(spec.work_root)
@@ -53,7 +66,7 @@ def run_job(spec: JobSpec, log: EventLog, storage: Storage, cancel: threading.Ev
     request = ChildRequest(
         argv=spec.argv,
         cwd=str(workdir),
-        env={**spec.env, "TMPDIR": str(tmpdir)},
+        env={**default_command_env(work_root), **spec.env, "TMPDIR": str(tmpdir)},
         limits=spec.limits,
     )
     outcome = CommandExecutor(ForkSpawner(), kill_grace_s=spec.kill_grace_s).run(

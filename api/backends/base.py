@@ -16,6 +16,9 @@ class RunnerExit:
 
     exit_code: int | None  # None: unknown, the runner was lost
     reason: str
+    # The cluster ended the runner (deadline, OOM, image): this outcome wins over
+    # whatever the runner itself managed to report.
+    overrides_result: bool = False
 
 
 ExitCallback = Callable[[str, RunnerExit], None]

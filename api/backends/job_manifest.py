@@ -34,6 +34,8 @@ class KubernetesJobSettings(BaseModel):
     namespace: str = "default"
     image: str = "zyra-orchestrator-runner:latest"
     image_pull_policy: str = "IfNotPresent"
+    runner_command: list[str] = Field(default_factory=lambda: ["python", "-m", "runner"])
+    work_mount: str = Field(WORK_MOUNT, description="Where the work emptyDir is mounted.")
     service_account: str | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
@@ -88,13 +90,13 @@ def runner_env(spec: JobSpec, k8s: KubernetesJobSettings) -> list[dict[str, Any]
 def job_manifest(
     spec: JobSpec, stage: str, command: str, k8s: KubernetesJobSettings
 ) -> dict[str, Any]:
-    """The Job for one run. `spec.work_root` must lie under the work volume."""
+    """The Job for one run. `spec.work_root` must lie under `k8s.work_mount`."""
     labels = labels_for(spec.job_id, stage, command)
     container = {
         "name": "runner",
         "image": k8s.image,
         "imagePullPolicy": k8s.image_pull_policy,
-        "command": ["python", "-m", "runner"],
+        "command": list(k8s.runner_command),
         "env": runner_env(spec, k8s),
         "resources": {"requests": dict(k8s.requests), "limits": dict(k8s.limits)},
         "securityContext": {
@@ -104,7 +106,7 @@ def job_manifest(
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": [
-            {"name": "work", "mountPath": WORK_MOUNT},
+            {"name": "work", "mountPath": k8s.work_mount},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }

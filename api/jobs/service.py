@@ -279,9 +279,10 @@ class JobService:
         return record
 
     def on_runner_started(self, job_id: str, handle: dict[str, Any]) -> None:
-        """Called by the backend when a runner starts (maybe after waiting its turn)."""
+        """Called by the backend when a runner starts (maybe after waiting its turn);
+        repeated reports change nothing."""
         record = self.store.get(job_id)
-        if record is None:
+        if record is None or record.status is not JobStatus.QUEUED:
             return
         # The runner may already have finished and been finalised: never step back.
         self.store.save_unless_terminal(
@@ -316,15 +317,23 @@ class JobService:
     def _final_record(
         self, record: JobRecord, observed: RunnerExit, result: RunnerResult | None
     ) -> JobRecord:
-        exit_code = result.exit_code if result else observed.exit_code
-        reason = result.reason if result else observed.reason
+        if observed.overrides_result:
+            exit_code = (
+                observed.exit_code
+                if observed.exit_code is not None
+                else (result.exit_code if result else None)
+            )
+            reason = observed.reason
+        else:
+            exit_code = result.exit_code if result else observed.exit_code
+            reason = result.reason if result else observed.reason
         if record.cancel_requested:
             status, reason = JobStatus.CANCELLED, ExitReason.CANCELLED.value
         elif exit_code == 0:
             status = JobStatus.SUCCEEDED
         else:
             status = JobStatus.FAILED
-        if exit_code is None and not record.cancel_requested:
+        if exit_code is None and not record.cancel_requested and not observed.overrides_result:
             reason = "Lost"
         return record.model_copy(
             update={
