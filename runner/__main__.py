@@ -13,11 +13,13 @@ import argparse
 import os
 import shutil
 import signal
+import sys
 import threading
 from pathlib import Path
 
 from runner import progress
 from runner.child import ChildRequest
+from runner.dependencies import DependencyUnavailableError
 from runner.events import EventLog, RunnerResult, event_log_from
 from runner.execute import CommandExecutor, ForkSpawner
 from runner.inputs import stage_inputs
@@ -42,6 +44,20 @@ def default_command_env(work_root: Path) -> dict[str, str]:
     }
 
 
+def flush_wait_s() -> float:
+    """How long to wait at the end for an unreachable event log."""
+    return float(os.environ.get("ZYRA_EVENT_FLUSH_WAIT_S", "60"))
+
+
+def store_result(log: EventLog, job_id: str, result: RunnerResult) -> None:
+    """Store the result; an unreachable log must not change the exit code (the
+    API then reads the outcome from the pod and the output from its log)."""
+    try:
+        log.set_result(job_id, result)
+    except DependencyUnavailableError as exc:
+        print(f"[runner] could not store the result: {exc}", file=sys.stderr)
+
+
 def run_job(spec: JobSpec, log: EventLog, storage: Storage, cancel: threading.Event) -> int:
     """Run the job; its exit code."""
     work_root = Path(spec.work_root)
@@ -54,11 +70,10 @@ def run_job(spec: JobSpec, log: EventLog, storage: Storage, cancel: threading.Ev
     except KeyError as exc:
         # The upload expired (or was deleted) between the request and now.
         publisher.emit(stderr=f"input {exc.args[0]} is no longer in storage\n")
-        publisher.close()
-        log.set_result(
-            spec.job_id,
-            RunnerResult(exit_code=1, reason="InputMissing", duration_s=0.0, outputs=[]),
-        )
+        publisher.close(flush_wait_s())
+        store_result(log, spec.job_id, RunnerResult(
+            exit_code=1, reason="InputMissing", duration_s=0.0, outputs=[]
+        ))  # fmt: skip
         return 1
     publisher.set_progress(progress.INPUTS_FETCHED)
     publisher.emit(status="running", progress=progress.RUNNING)
@@ -82,7 +97,7 @@ def run_job(spec: JobSpec, log: EventLog, storage: Storage, cancel: threading.Ev
     if publisher.stdout_binary:
         outputs.append(keep_binary_stdout(outcome.stdout_path, storage, prefix))
     publisher.set_progress(progress.OUTPUTS_STORED)
-    publisher.close()
+    publisher.close(flush_wait_s())
     result = RunnerResult(
         exit_code=outcome.exit_code,
         reason=outcome.reason.value,
@@ -90,7 +105,7 @@ def run_job(spec: JobSpec, log: EventLog, storage: Storage, cancel: threading.Ev
         outputs=outputs,
         stdout_is_binary=publisher.stdout_binary,
     )
-    log.set_result(spec.job_id, result)
+    store_result(log, spec.job_id, result)
     shutil.rmtree(work_root, ignore_errors=True)
     return outcome.exit_code
 

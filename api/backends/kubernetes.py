@@ -112,6 +112,16 @@ class KubernetesBackend:
             if _finished(job) and not self._pods_of(record.job_id):
                 self.on_exit(record.job_id, self._vanished(record.job_id))
 
+    def runner_logs(self, job_id: str) -> str | None:
+        for pod in self._pods_of(job_id):
+            try:
+                return self.core.read_namespaced_pod_log(
+                    pod.metadata.name, self.settings.namespace, container="runner"
+                )
+            except ApiException as exc:
+                log.warning("no log for pod %s: %s", pod.metadata.name, exc.reason)
+        return None
+
     def close(self) -> None:
         self._stop.set()
 

@@ -163,5 +163,9 @@ class LocalBackend:
         # Its exit code is in the result it stored; if it stored none, it was lost.
         self.on_exit(record.job_id, RunnerExit(None, RUNNER_LOST))
 
+    def runner_logs(self, job_id: str) -> str | None:
+        path = self.log_path(job_id)
+        return path.read_text(errors="replace") if path.exists() else None
+
     def close(self) -> None:
         """Runners keep running across an API restart; reconcile picks them up."""

@@ -30,7 +30,13 @@ from runner.inputs import (
     stage_inputs,
     upload_meta_key,
 )
-from runner.outputs import collect_outputs, is_text, keep_binary_stdout
+from runner.outputs import (
+    OutputFile,
+    collect_outputs,
+    is_text,
+    keep_binary_stdout,
+    sha256_of_chunks,
+)
 from runner.spec import JobSpec
 from runner.storage import Storage, results_prefix
 
@@ -298,6 +304,8 @@ class JobService:
             return
         result = self.events.get_result(job_id)
         final = self._final_record(record, observed, result)
+        if result is None and observed.exit_code is not None:
+            final = self._recover_from_runner(final)
         if not self.store.save_unless_terminal(final):
             return  # someone else finalised it first
         self.events.append(
@@ -348,6 +356,25 @@ class JobService:
                 "finished_at": utcnow(),
             }
         )
+
+    def _recover_from_runner(self, record: JobRecord) -> JobRecord:
+        """The runner ran but could not reach the event log: take its output from its
+        own log (the pod log; stdout and stderr interleaved, kept as stdout) and its
+        outputs from storage."""
+        assert self.backend is not None
+        update: dict[str, Any] = {}
+        if not record.stdout and not record.stderr:
+            logs = self.backend.runner_logs(record.job_id)
+            if logs:
+                update["stdout"] = logs[: self.settings.max_log_bytes]
+                update["stdout_truncated"] = len(logs) > self.settings.max_log_bytes
+        prefix = results_prefix(record.job_id) + "/"
+        update["outputs"] = [
+            OutputFile(name=obj.key.removeprefix(prefix), size=obj.size,
+                       sha256=sha256_of_chunks(self.storage.open_chunks(obj.key)))
+            for obj in self.storage.list(prefix)
+        ]  # fmt: skip
+        return record.model_copy(update=update)
 
     def summarise_events(self, job_id: str) -> EventSummary:
         """One pass over a job's events: its streams (each cut at max_log_bytes)

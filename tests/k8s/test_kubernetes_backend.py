@@ -16,7 +16,7 @@ from tests.e2e.conftest import ApiServer, start_api, stop_api
 from tests.e2e.jobs_client import read_stream, submit, wait_finished, wait_status
 from tests.k8s.cluster import ControlPlane
 from tests.k8s.node_agent import NodeAgent
-from tests.services import RedisServer, S3Server
+from tests.services import RedisServer, S3Server, free_port
 
 MAP = {"no_coastline": True, "no_borders": True, "no_gridlines": True, "width": 120,
        "height": 60}  # fmt: skip
@@ -170,3 +170,43 @@ def test_outcome_is_recorded_across_an_api_restart(
             assert (job["status"], job["reason"]) == ("failed", "DeadlineExceeded")
     finally:
         stop_api(api)
+
+
+def test_runner_cut_off_from_redis_still_reports_through_the_pod(
+    tmp_path: Path,
+    inputs: Path,
+    k8s_api: ApiServer,
+    k8s_client: client.ApiClient,
+    namespace: str,
+    records_json: Path,
+) -> None:
+    """The runner's Redis URL points at a closed port; the API's Redis works."""
+    stop_api(k8s_api)
+    _secret(client.CoreV1Api(k8s_client), namespace, "zyra-redis-unreachable",
+            {"url": f"redis://127.0.0.1:{free_port()}/0"})  # fmt: skip
+    env = {
+        **k8s_api.env,
+        "ZYRA_K8S__REDIS_URL_SECRET": json.dumps({"name": "zyra-redis-unreachable", "key": "url"}),
+        "ZYRA_K8S__PLAIN_ENV": json.dumps({"ZYRA_EVENT_FLUSH_WAIT_S": "1"}),
+    }
+    api = start_api(tmp_path / "cut-off", inputs, **env)
+    try:
+        with api.client() as c:
+            job_id = submit(c, "process", "api-json",
+                            {"file_or_url": str(records_json), "format": "csv",
+                             "output": "rows.csv"})  # fmt: skip
+            job = wait_finished(c, job_id, timeout_s=120)
+            assert (job["status"], job["exit_code"]) == ("succeeded", 0)
+            assert "could not store the result" in job["stdout"]  # the pod's own log
+            assert [o["name"] for o in job["outputs"]] == ["rows.csv"]
+            rows = c.get(f"/jobs/{job_id}/download").content.decode()
+            assert rows.splitlines()[:2] == ["i,name", "0,line 0"]
+    finally:
+        stop_api(api)
+
+
+@pytest.fixture
+def records_json(inputs: Path) -> Path:
+    path = inputs / "small-records.json"
+    path.write_text(json.dumps([{"i": i, "name": f"line {i}"} for i in range(20)]))
+    return path
