@@ -218,6 +218,8 @@ class KubernetesBackend:
 
     def _terminated(self, job_id: str, pod: Any, terminated: Any) -> RunnerExit:
         reason = terminated.reason or ("Completed" if terminated.exit_code == 0 else "Error")
+        if reason == "Error" and terminated.exit_code > 128:
+            reason = "Signaled"  # the runner itself was killed (128+N); say so
         if pod.metadata.deletion_timestamp is not None:
             # Killed because the Job's deadline passed, not by its own doing.
             failure = self._job_failure(job_id)

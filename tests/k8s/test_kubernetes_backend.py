@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -210,3 +212,32 @@ def records_json(inputs: Path) -> Path:
     path = inputs / "small-records.json"
     path.write_text(json.dumps([{"i": i, "name": f"line {i}"} for i in range(20)]))
     return path
+
+
+def _runner_pid(job_id: str) -> int | None:
+    """The runner process of a job: its environment carries the job spec."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if job_id.encode() in environ and cmdline[1:3] == [b"-m", b"runner"]:
+            return int(entry.name)
+    return None
+
+
+def test_a_runner_killed_by_a_signal_is_reported_as_such(
+    api_client: httpx.Client, silent_server: str
+) -> None:
+    job_id = submit(api_client, "acquire", "http", {"url": silent_server, "output": "x"})
+    wait_status(api_client, job_id, "running", timeout_s=120)
+    deadline = time.monotonic() + 30
+    while (pid := _runner_pid(job_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    job = wait_finished(api_client, job_id, timeout_s=60)
+    assert (job["status"], job["exit_code"], job["reason"]) == ("failed", 137, "Signaled")
