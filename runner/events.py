@@ -23,9 +23,6 @@ it from the log rather than from the runner process.
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from runner.dependencies import DependencyUnavailableError
 from runner.outputs import OutputFile
+from runner.sqlite_file import SqliteFile
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -167,31 +165,18 @@ class RedisEventLog:
 class SqliteEventLog:
     def __init__(self, path: Path, poll_s: float = 0.05) -> None:
         self.path, self.poll_s = path, poll_s
-        self._local = threading.local()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
+        self._file = SqliteFile(
+            path,
+            (
                 "CREATE TABLE IF NOT EXISTS events (job_id TEXT NOT NULL, seq INTEGER NOT NULL,"
-                " data TEXT NOT NULL, PRIMARY KEY (job_id, seq))"
-            )
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, data TEXT NOT NULL)"
-            )
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        # One connection per thread and process: opening one per event is too slow
-        # for a command that prints thousands of lines.
-        db = getattr(self._local, "db", None)
-        if db is None or self._local.pid != os.getpid():
-            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self._local.db, self._local.pid = db, os.getpid()
-        yield db
+                " data TEXT NOT NULL, PRIMARY KEY (job_id, seq))",
+                "CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, data TEXT NOT NULL)",
+            ),
+        )
 
     def append(self, job_id: str, **fields: Any) -> JobEvent:
         fields["ts"] = fields.get("ts") or time.time()
-        with self._db() as db:
+        with self._file.connect() as db:
             db.execute("BEGIN IMMEDIATE")  # one writer at a time: seq stays dense
             (seq,) = db.execute(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?", (job_id,)
@@ -204,7 +189,7 @@ class SqliteEventLog:
         return JobEvent(seq=seq, **fields)
 
     def read(self, job_id: str, after: int = 0, limit: int = 1000) -> list[JobEvent]:
-        with self._db() as db:
+        with self._file.connect() as db:
             rows = db.execute(
                 "SELECT seq, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (job_id, after, limit),
@@ -220,14 +205,14 @@ class SqliteEventLog:
             time.sleep(self.poll_s)
 
     def set_result(self, job_id: str, result: RunnerResult) -> None:
-        with self._db() as db:
+        with self._file.connect() as db:
             db.execute(
                 "INSERT OR REPLACE INTO results (job_id, data) VALUES (?, ?)",
                 (job_id, result.model_dump_json()),
             )
 
     def get_result(self, job_id: str) -> RunnerResult | None:
-        with self._db() as db:
+        with self._file.connect() as db:
             row = db.execute("SELECT data FROM results WHERE job_id = ?", (job_id,)).fetchone()
         return RunnerResult.model_validate_json(row[0]) if row else None
 

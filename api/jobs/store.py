@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from api.jobs.records import JobRecord, JobStatus
+from runner.sqlite_file import SqliteFile
 
 TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
 
@@ -63,23 +60,16 @@ class SqliteJobStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._local = threading.local()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
+        self._file = SqliteFile(
+            path,
+            (
                 "CREATE TABLE IF NOT EXISTS jobs ("
                 " job_id TEXT PRIMARY KEY, status TEXT NOT NULL, stage TEXT NOT NULL,"
-                " command TEXT NOT NULL, created REAL NOT NULL, record TEXT NOT NULL)"
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created DESC, job_id)")
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        yield db
+                " command TEXT NOT NULL, created REAL NOT NULL, record TEXT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created DESC, job_id)",
+            ),
+            timeout_s=30,
+        )
 
     @staticmethod
     def _row(record: JobRecord) -> tuple:
@@ -93,11 +83,11 @@ class SqliteJobStore:
         )
 
     def save(self, record: JobRecord) -> None:
-        with self._db() as db:
+        with self._file.connect() as db:
             db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?)", self._row(record))
 
     def save_unless_terminal(self, record: JobRecord) -> bool:
-        with self._db() as db:
+        with self._file.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute(
                 "SELECT status FROM jobs WHERE job_id = ?", (record.job_id,)
@@ -110,7 +100,7 @@ class SqliteJobStore:
         return True
 
     def get(self, job_id: str) -> JobRecord | None:
-        with self._db() as db:
+        with self._file.connect() as db:
             row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return JobRecord.model_validate_json(row[0]) if row else None
 
@@ -128,7 +118,7 @@ class SqliteJobStore:
             ts, job_id = parse_cursor(cursor)
             where.append("(created < ? OR (created = ? AND job_id > ?))")
             params += [ts, ts, job_id]
-        with self._db() as db:
+        with self._file.connect() as db:
             rows = db.execute(
                 f"SELECT record FROM jobs WHERE {' AND '.join(where)}"
                 " ORDER BY created DESC, job_id LIMIT ?",
@@ -140,7 +130,7 @@ class SqliteJobStore:
         return JobPage(jobs, cursor_of(jobs[-1]) if more and jobs else None)
 
     def active(self) -> list[JobRecord]:
-        with self._db() as db:
+        with self._file.connect() as db:
             rows = db.execute(
                 f"SELECT record FROM jobs WHERE status NOT IN ({','.join('?' * len(TERMINAL))})",
                 TERMINAL,
