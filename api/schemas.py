@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
+from api.backends.job_manifest import RunResources
 from api.jobs.records import JobRecord, RunMode
 from runner.outputs import OutputFile
 
@@ -57,6 +58,11 @@ class RunRequest(BaseModel):
     )
     callback_url: AnyHttpUrl | None = Field(
         None, description="POSTed the final job record when an async job ends."
+    )
+    resources: RunResources | None = Field(
+        None,
+        description="CPU and memory for an async run's pod (Kubernetes backend), each at "
+        "most the server's limit; the local backend ignores them.",
     )
 
     @field_validator("args")

@@ -217,7 +217,7 @@ class SqliteEventLog:
         return RunnerResult.model_validate_json(row[0]) if row else None
 
     def expire(self, job_id: str, ttl_s: int) -> None:
-        """The embedded log keeps events as long as the job record (retention is issue 4's)."""
+        """The embedded log keeps its events: nothing in it expires."""
 
 
 def event_log_from(redis_url: str | None, sqlite_path: Path) -> EventLog:

@@ -13,7 +13,8 @@ import math
 import re
 from typing import Any
 
-from pydantic import BaseModel, Field
+from kubernetes.utils import parse_quantity
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runner.spec import SPEC_ENV, JobSpec
 
@@ -21,11 +22,46 @@ MANAGED_BY = "zyra-orchestrator"
 RUNNER_NAME = "zyra-runner"
 WORK_MOUNT = "/work"
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")
+# The API server's own pattern for a resource quantity.
+_QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?")
 
 
 class SecretRef(BaseModel):
     name: str
     key: str
+
+
+class RunResources(BaseModel):
+    """A run's own CPU and memory, as Kubernetes quantities ("500m", "2Gi")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: str | None = Field(None, max_length=32, examples=["500m", "2"])
+    memory: str | None = Field(None, max_length=32, examples=["512Mi", "4Gi"])
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _quantity(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                if not _QUANTITY.fullmatch(value):
+                    raise ValueError(value)
+                parse_quantity(value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2Gi)"
+                ) from exc
+        return value
+
+    def over_limits(self, limits: dict[str, str]) -> list[tuple[str, str]]:
+        """(field, limit) for each value above the server's limit."""
+        return [
+            (name, limits[name])
+            for name in ("cpu", "memory")
+            if (value := getattr(self, name)) is not None
+            and name in limits
+            and parse_quantity(value) > parse_quantity(limits[name])
+        ]
 
 
 class KubernetesJobSettings(BaseModel):
@@ -88,17 +124,25 @@ def runner_env(spec: JobSpec, k8s: KubernetesJobSettings) -> list[dict[str, Any]
 
 
 def job_manifest(
-    spec: JobSpec, stage: str, command: str, k8s: KubernetesJobSettings
+    spec: JobSpec,
+    stage: str,
+    command: str,
+    k8s: KubernetesJobSettings,
+    resources: RunResources | None = None,
 ) -> dict[str, Any]:
-    """The Job for one run. `spec.work_root` must lie under `k8s.work_mount`."""
+    """The Job for one run. `spec.work_root` must lie under `k8s.work_mount`; a run's
+    own resources (already checked against the limits) are its request and limit."""
     labels = labels_for(spec.job_id, stage, command)
+    requests, limits = dict(k8s.requests), dict(k8s.limits)
+    for name, value in (resources.model_dump(exclude_none=True) if resources else {}).items():
+        requests[name] = limits[name] = value
     container = {
         "name": "runner",
         "image": k8s.image,
         "imagePullPolicy": k8s.image_pull_policy,
         "command": list(k8s.runner_command),
         "env": runner_env(spec, k8s),
-        "resources": {"requests": dict(k8s.requests), "limits": dict(k8s.limits)},
+        "resources": {"requests": requests, "limits": limits},
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

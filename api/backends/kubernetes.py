@@ -30,6 +30,7 @@ from api.backends.base import ExitCallback, RunnerExit, StartCallback
 from api.backends.job_manifest import (
     MANAGED_BY,
     KubernetesJobSettings,
+    RunResources,
     job_manifest,
     job_name,
 )
@@ -76,7 +77,8 @@ class KubernetesBackend:
         spec = spec.model_copy(
             update={"work_root": f"{self.settings.work_mount}/{record.job_id}", "env": portable}
         )
-        manifest = job_manifest(spec, record.stage, record.command, self.settings)
+        resources = RunResources.model_validate(record.resources) if record.resources else None
+        manifest = job_manifest(spec, record.stage, record.command, self.settings, resources)
         self.batch.create_namespaced_job(self.settings.namespace, manifest)
 
     def cancel(self, record: JobRecord) -> None:

@@ -51,6 +51,7 @@ class JobRecord(BaseModel):
     duration_s: float | None = None
     timeout_s: float | None = None
     callback_url: str | None = None
+    resources: dict[str, str] | None = None
     cancel_requested: bool = False
     runner: dict[str, Any] | None = Field(
         None, description="The backend's handle on the runner (pid, pod name, ...)."

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 
 from api.backends.base import Backend, RunnerExit
+from api.backends.job_manifest import RunResources
 from api.jobs.callbacks import deliver_in_background
 from api.jobs.records import JobRecord, JobStatus, RunMode, utcnow
 from api.jobs.store import JobFilter, JobPage, JobStore
@@ -48,6 +49,12 @@ class InputGoneError(LookupError):
     """An uploaded file named by the request left storage before the run started."""
 
 
+class ResourcesTooLargeError(ValueError):
+    def __init__(self, over: list[tuple[str, str]]) -> None:
+        self.over = over
+        super().__init__("; ".join(f"{name} may be at most {limit}" for name, limit in over))
+
+
 class TimeoutTooLongError(ValueError):
     def __init__(self, requested: float, maximum: float) -> None:
         self.requested, self.maximum = requested, maximum
@@ -61,6 +68,7 @@ class PreparedRun:
     args: dict[str, Any]  # as the client sent them (file references included)
     timeout_s: float
     inputs: list[StagedInput]
+    resources: RunResources | None = None
 
 
 @dataclass
@@ -131,6 +139,7 @@ class JobService:
         args: dict[str, Any],
         timeout_s: float | None,
         mode: RunMode = RunMode.SYNC,
+        resources: RunResources | None = None,
     ) -> PreparedRun:
         """Validate a request; raises catalog, argv or timeout errors for the client."""
         spec = self.catalog.resolve(stage, command)
@@ -152,7 +161,9 @@ class JobService:
         )
         if timeout > maximum:
             raise TimeoutTooLongError(timeout, maximum)
-        return PreparedRun(spec, argv, args, timeout, inputs)
+        if resources is not None and (over := resources.over_limits(self.settings.k8s.limits)):
+            raise ResourcesTooLargeError(over)
+        return PreparedRun(spec, argv, args, timeout, inputs, resources)
 
     def upload(self, file_id: str) -> UploadMeta | None:
         if not FILE_ID.match(file_id):
@@ -172,6 +183,9 @@ class JobService:
             submitted_by=principal,
             timeout_s=prepared.timeout_s,
             callback_url=callback_url,
+            resources=prepared.resources.model_dump(exclude_none=True)
+            if prepared.resources
+            else None,
         )
 
     def _limits(self) -> ResourceLimits:

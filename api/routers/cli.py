@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 
 from api.deps import CatalogDep, CurrentPrincipal, JobServiceDep
 from api.jobs.records import RunMode
-from api.jobs.service import InputGoneError, TimeoutTooLongError
+from api.jobs.service import InputGoneError, ResourcesTooLargeError, TimeoutTooLongError
 from api.schemas import AcceptedResponse, CatalogResponse, RunRequest, RunResponse
 from runner.argv import InvalidArgsError
 from runner.catalog import UnknownCommandError, UnknownStageError
@@ -38,7 +38,9 @@ async def run_command(
     body: RunRequest, service: JobServiceDep, principal: CurrentPrincipal, response: Response
 ) -> RunResponse | AcceptedResponse:
     try:
-        prepared = service.prepare(body.stage, body.command, body.args, body.timeout_s, body.mode)
+        prepared = service.prepare(
+            body.stage, body.command, body.args, body.timeout_s, body.mode, body.resources
+        )
     except UnknownStageError as exc:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
@@ -54,6 +56,12 @@ async def run_command(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=[p.as_detail() for p in exc.problems],
         ) from exc
+    except ResourcesTooLargeError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"loc": ["body", "resources", name], "type": "less_than_equal",
+                     "msg": f"{name} may be at most {limit}"} for name, limit in exc.over],
+        ) from exc  # fmt: skip
     except TimeoutTooLongError as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

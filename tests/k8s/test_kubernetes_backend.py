@@ -100,9 +100,15 @@ def test_async_heatmap_runs_as_a_job_and_its_png_downloads(
     assert messages[0]["status"] == "queued" and messages[-1]["status"] == "succeeded"
 
 
-def test_exit_code_2_and_stderr_are_reported(api_client: httpx.Client) -> None:
+def test_exit_code_2_and_stderr_are_reported_and_resources_apply(
+    api_client: httpx.Client, k8s_client: client.ApiClient, namespace: str
+) -> None:
     args = {"file_or_url": "missing.grib2", "format": "netcdf", "output": "x.nc"}
-    job_id = submit(api_client, "process", "convert-format", args)
+    job_id = submit(api_client, "process", "convert-format", args,
+                    resources={"cpu": "300m", "memory": "768Mi"})  # fmt: skip
+    created = client.BatchV1Api(k8s_client).read_namespaced_job(f"zyra-{job_id}", namespace)
+    limits = created.spec.template.spec.containers[0].resources.limits
+    assert limits == {"cpu": "300m", "memory": "768Mi"}
     job = wait_finished(api_client, job_id, timeout_s=120)
     assert (job["status"], job["exit_code"]) == ("failed", 2)
     assert "Input not found" in job["stderr"]

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from pydantic import ValidationError
+
 from api.backends.job_manifest import (
     KubernetesJobSettings,
+    RunResources,
     SecretRef,
     job_manifest,
     label_value,
@@ -95,3 +99,21 @@ def test_label_values_are_made_valid() -> None:
     assert label_value("a b/c") == "a_b_c"
     assert len(label_value("x" * 100)) == 63
     assert label_value("-") == "none"
+
+
+def test_a_runs_own_resources_are_its_request_and_limit() -> None:
+    own = RunResources(cpu="500m", memory="1Gi")
+    job = job_manifest(spec(), "visualize", "heatmap", settings(), own)
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"cpu": "500m", "memory": "1Gi"},
+    }
+    assert own.over_limits({"cpu": "2", "memory": "4Gi"}) == []
+    assert RunResources(memory="5Gi").over_limits({"memory": "4Gi"}) == [("memory", "4Gi")]
+
+
+@pytest.mark.parametrize("value", ["lots", "1e", "-", "2 Gi"])
+def test_resources_must_be_quantities(value: str) -> None:
+    with pytest.raises(ValidationError):
+        RunResources(memory=value)

@@ -98,3 +98,25 @@ def test_body_that_is_not_plain_json_is_422(app_client: TestClient, raw: bytes) 
     r = app_client.post("/cli/run", content=raw, headers={"Content-Type": "application/json"})
     assert r.status_code == 422, r.text
     assert r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("resources", "field", "text"),
+    [
+        ({"memory": "100Gi"}, "memory", "at most 4Gi"),
+        ({"cpu": "64"}, "cpu", "at most 2"),
+        ({"memory": "lots"}, "memory", "quantity"),
+    ],
+)
+def test_resources_beyond_the_limits_or_malformed_are_422(
+    app_client: TestClient, resources: dict, field: str, text: str
+) -> None:
+    r = app_client.post(
+        "/cli/run",
+        json={"stage": "run", "args": {"config": "p.yaml"}, "mode": "async",
+              "resources": resources},
+    )  # fmt: skip
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["detail"]
+    assert problem["loc"][:3] == ["body", "resources", field]
+    assert text in problem["msg"]
