@@ -14,9 +14,11 @@ import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
+from kubernetes.utils import parse_quantity
 
 if TYPE_CHECKING:
     from tests.k8s.node_agent import NodeAgent
@@ -26,6 +28,32 @@ log = logging.getLogger(__name__)
 Pod = dict[str, Any]
 SMP = "application/strategic-merge-patch+json"
 LOG_LINE = re.compile(r"^(\S+) (stdout|stderr) ([FP]) (.*)$", re.DOTALL)
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of a process and all its descendants (what a container's cgroup
+    would count: the runner forks its command into a session of its own)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(fields[1])  # field 4 of stat: the parent
+            rss[int(entry.name)] = int((entry / "statm").read_text().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(rss.get(pid, 0) for pid in tree)
 
 
 def now() -> str:
@@ -76,6 +104,7 @@ class Container:
         self.done = threading.Event()  # process exited and its output is fully in the log
         self._write_lock = threading.Lock()
         self._kill_lock = threading.Lock()
+        self.oom_killed = False
 
     # ------------------------------------------------------------------ status
     def _status(self, phase: str, state: dict[str, Any], ready: bool, **extra: Any) -> None:
@@ -169,6 +198,11 @@ class Container:
         ]
         for pump in pumps:
             pump.start()
+        limit = (self.spec.get("resources") or {}).get("limits", {}).get("memory")
+        if limit:
+            threading.Thread(
+                target=self._enforce_memory, args=(int(parse_quantity(limit)),), daemon=True
+            ).start()
         self._status("Running", {"running": {"startedAt": self.started_at}}, ready=True)
         if self.deletion.is_set():  # deleted while we were starting
             self.kill()
@@ -180,8 +214,21 @@ class Container:
         self.done.set()
         code = 128 - code if code < 0 else code  # killed by signal N -> 128+N, like runtimes
         if not self.gone:
-            self._report_terminated(code, "Completed" if code == 0 else "Error")
+            reason = "OOMKilled" if self.oom_killed else "Completed" if code == 0 else "Error"
+            self._report_terminated(code, reason)
             self._delete_if_requested()
+
+    def _enforce_memory(self, limit: int) -> None:
+        """The kernel's cgroup OOM killer, roughly: SIGKILL once the resident memory of
+        the container's processes passes its memory limit (the command dies with the
+        runner: it is bound to it by PR_SET_PDEATHSIG)."""
+        assert self.process is not None
+        while self.process.poll() is None:
+            if tree_rss(self.process.pid) > limit:
+                self.oom_killed = True
+                self._kill_group(signal.SIGKILL)
+                return
+            time.sleep(0.05)
 
     def _config_with_retries(self) -> tuple[list[str] | None, dict[str, str]]:
         # The kubelet retries config errors (e.g. a Secret not created yet, or the Node

@@ -247,3 +247,35 @@ def test_a_runner_killed_by_a_signal_is_reported_as_such(
     os.kill(pid, signal.SIGKILL)
     job = wait_finished(api_client, job_id, timeout_s=60)
     assert (job["status"], job["exit_code"], job["reason"]) == ("failed", 137, "Signaled")
+
+
+def test_a_runner_over_its_memory_limit_is_oomkilled(
+    api_client: httpx.Client, inputs: Path
+) -> None:
+    # 200Mi cannot hold the runner and a Zyra command: the node agent kills the group
+    # the way the kernel's OOM killer would, and reports OOMKilled.
+    args = {"input": str(inputs / "field.npy"), "output": "big.png", **MAP}
+    job_id = submit(api_client, "visualize", "heatmap", args, resources={"memory": "200Mi"})
+    job = wait_finished(api_client, job_id, timeout_s=120)
+    assert (job["status"], job["exit_code"], job["reason"]) == ("failed", 137, "OOMKilled")
+
+
+def test_two_api_replicas_finalise_a_job_once(
+    tmp_path: Path, inputs: Path, k8s_api: ApiServer
+) -> None:
+    second = start_api(tmp_path / "replica", inputs, **k8s_api.env)
+    try:
+        with k8s_api.client() as first_client, second.client() as second_client:
+            args = {"input": str(inputs / "field.npy"), "output": "twice.png", **MAP}
+            job_id = submit(first_client, "visualize", "heatmap", args)
+            job = wait_finished(second_client, job_id, timeout_s=120)
+            assert (job["status"], job["exit_code"]) == ("succeeded", 0)
+            time.sleep(2)  # both watchers have seen the pod end by now
+            for api in (k8s_api, second):
+                messages = read_stream(api, job_id).messages
+                terminal = [m for m in messages if m.get("status") == "succeeded"]
+                assert len(terminal) == 1, messages
+                assert messages[-1] == terminal[0]
+            assert first_client.get(f"/jobs/{job_id}").json() == job
+    finally:
+        stop_api(second)
