@@ -125,6 +125,8 @@ def _kubernetes_backend(settings: Settings, service: JobService) -> Backend:
         service.on_runner_started,
         service.on_runner_exit,
         settings.k8s_pull_failure_timeout_s,
+        events=service.events,
+        log_fallback_after_s=settings.k8s_log_fallback_after_s,
     )
 
 

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     k8s_pull_failure_timeout_s: float = Field(
         120.0, gt=0, description="How long a runner may wait on its image before it fails."
     )
+    k8s_log_fallback_after_s: float = Field(
+        5.0, gt=0, description="After this long without a runner's events, relay its pod log."
+    )
     redis_url: str | None = Field(
         None, description="Redis for job records and event streams; unset: embedded store."
     )

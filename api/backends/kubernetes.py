@@ -35,6 +35,7 @@ from api.backends.job_manifest import (
     job_name,
 )
 from api.jobs.records import JobRecord
+from runner.events import EventLog
 from runner.spec import JobSpec
 
 log = logging.getLogger("zyra.kubernetes")
@@ -56,6 +57,8 @@ class KubernetesBackend:
         on_exit: ExitCallback,
         pull_failure_timeout_s: float = 120.0,
         watch_timeout_s: int = 30,
+        events: EventLog | None = None,
+        log_fallback_after_s: float = 5.0,
     ) -> None:
         self.settings = settings
         self.batch = client.BatchV1Api(api_client)
@@ -64,6 +67,8 @@ class KubernetesBackend:
         self.pull_failure_timeout_s = pull_failure_timeout_s
         self.watch_timeout_s = watch_timeout_s
         self._stuck: dict[str, tuple[float, str]] = {}  # job id → (since, waiting reason)
+        self.events, self.log_fallback_after_s = events, log_fallback_after_s
+        self._following: set[str] = set()
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch_forever, daemon=True)
         self._watcher.start()
@@ -185,6 +190,7 @@ class KubernetesBackend:
         if state is not None and state.running is not None:
             self._stuck.pop(job_id, None)
             self.on_start(job_id, self._handle(pod))
+            self._follow_logs_if_silent(job_id, pod.metadata.name)
         elif state is not None and state.terminated is not None:
             self._stuck.pop(job_id, None)
             self.on_exit(job_id, self._terminated(job_id, pod, state.terminated))
@@ -198,6 +204,33 @@ class KubernetesBackend:
         if deleted and not (state is not None and state.terminated is not None):
             self._stuck.pop(job_id, None)
             self.on_exit(job_id, self._vanished(job_id))
+
+    def _follow_logs_if_silent(self, job_id: str, pod_name: str) -> None:
+        """A runner that cannot reach Redis publishes nothing: after a while, follow
+        its pod log instead and put the lines into the job's event log, so clients
+        watching the job still see its output live."""
+        if self.events is None or job_id in self._following:
+            return
+        self._following.add(job_id)
+        threading.Thread(target=self._relay_pod_log, args=(job_id, pod_name), daemon=True).start()
+
+    def _relay_pod_log(self, job_id: str, pod_name: str) -> None:
+        assert self.events is not None
+        time.sleep(self.log_fallback_after_s)
+        # The runner's first event says it is running; if it is there, the runner
+        # reaches Redis and publishes for itself.
+        if any(e.status == "running" for e in self.events.read(job_id, 0, limit=100)):
+            return
+        log.warning("job %s: runner publishes no events; relaying its pod log", job_id)
+        try:
+            stream = self.core.read_namespaced_pod_log(
+                pod_name, self.settings.namespace, container="runner", follow=True,
+                _preload_content=False,
+            )  # fmt: skip
+            for line in stream:  # urllib3 yields the log line by line as it grows
+                self.events.append(job_id, stdout=line.decode("utf-8", "replace"))
+        except Exception as exc:  # the pod went away: the final record takes over
+            log.warning("job %s: pod log relay ended: %s", job_id, exc)
 
     def _handle(self, pod: Any) -> dict[str, Any]:
         return {

@@ -187,6 +187,7 @@ def test_runner_cut_off_from_redis_still_reports_through_the_pod(
     k8s_client: client.ApiClient,
     namespace: str,
     records_json: Path,
+    silent_server: str,
 ) -> None:
     """The runner's Redis URL points at a closed port; the API's Redis works."""
     stop_api(k8s_api)
@@ -196,19 +197,28 @@ def test_runner_cut_off_from_redis_still_reports_through_the_pod(
         **k8s_api.env,
         "ZYRA_K8S__REDIS_URL_SECRET": json.dumps({"name": "zyra-redis-unreachable", "key": "url"}),
         "ZYRA_K8S__PLAIN_ENV": json.dumps({"ZYRA_EVENT_FLUSH_WAIT_S": "1"}),
+        "ZYRA_K8S_LOG_FALLBACK_AFTER_S": "1",
     }
+    # Prints its steps, then waits on a server that never answers until the timeout.
+    workflow = inputs / "print-then-wait.yaml"
+    workflow.write_text(
+        "jobs:\n  build:\n    steps:\n"
+        f'      - "process api-json {records_json} --format csv"\n'
+        f'      - "acquire http {silent_server} -o never.bin"\n'
+    )
     api = start_api(tmp_path / "cut-off", inputs, **env)
     try:
         with api.client() as c:
-            job_id = submit(c, "process", "api-json",
-                            {"file_or_url": str(records_json), "format": "csv",
-                             "output": "rows.csv"})  # fmt: skip
+            job_id = submit(c, "run", None, {"config": str(workflow)}, timeout_s=20)
+            wait_status(c, job_id, "running", timeout_s=120)
+            head = read_stream(api, job_id, stop_after=4)  # live, while the job waits
+            assert c.get(f"/jobs/{job_id}").json()["status"] == "running"
+            assert "[job build] step 2/2: acquire http" in head.messages[-1]["stdout"], head
             job = wait_finished(c, job_id, timeout_s=120)
-            assert (job["status"], job["exit_code"]) == ("succeeded", 0)
-            assert "could not store the result" in job["stdout"]  # the pod's own log
-            assert [o["name"] for o in job["outputs"]] == ["rows.csv"]
-            rows = c.get(f"/jobs/{job_id}/download").content.decode()
-            assert rows.splitlines()[:2] == ["i,name", "0,line 0"]
+            # No margin here: the Job's deadline passes before the runner's own timeout.
+            assert (job["status"], job["reason"]) == ("failed", "DeadlineExceeded")
+            assert "[job build] starting (2 steps)" in job["stdout"]
+            assert "could not store the result" in job["stdout"]
     finally:
         stop_api(api)
 
