@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,12 +15,21 @@ class SqliteFile:
     too slow for a command that prints thousands of lines, and a connection must not
     cross a fork."""
 
-    def __init__(self, path: Path, schema: tuple[str, ...], timeout_s: float = 60) -> None:
+    def __init__(
+        self,
+        path: Path,
+        schema: tuple[str, ...],
+        timeout_s: float = 60,
+        upgrade: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        """`upgrade` runs before the schema: it brings an older file's tables up to date."""
         self.path, self.timeout_s = path, timeout_s
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         db = self.connection()
         db.execute("PRAGMA journal_mode=WAL")
+        if upgrade is not None:
+            upgrade(db)
         for statement in schema:
             db.execute(statement)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -10,6 +11,11 @@ from api.jobs.records import JobRecord, JobStatus
 from runner.sqlite_file import SqliteFile
 
 TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
+JOBS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS jobs ("
+    " job_id TEXT PRIMARY KEY, status TEXT NOT NULL, stage TEXT NOT NULL,"
+    " command TEXT NOT NULL, created REAL NOT NULL, record TEXT NOT NULL)"
+)
 
 
 @dataclass(frozen=True)
@@ -63,13 +69,29 @@ class SqliteJobStore:
         self._file = SqliteFile(
             path,
             (
-                "CREATE TABLE IF NOT EXISTS jobs ("
-                " job_id TEXT PRIMARY KEY, status TEXT NOT NULL, stage TEXT NOT NULL,"
-                " command TEXT NOT NULL, created REAL NOT NULL, record TEXT NOT NULL)",
+                JOBS_TABLE,
                 "CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created DESC, job_id)",
             ),
             timeout_s=30,
+            upgrade=self._upgrade,
         )
+
+    @classmethod
+    def _upgrade(cls, db: sqlite3.Connection) -> None:
+        """The first layout (job_id, status, created_at, record) kept only what
+        `get` needed; rebuild the columns listing filters on from each record."""
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        if not columns or "created" in columns:
+            return
+        rows = db.execute("SELECT record FROM jobs").fetchall()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("DROP TABLE jobs")
+        db.execute(JOBS_TABLE)
+        db.executemany(
+            "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)",
+            [cls._row(JobRecord.model_validate_json(r[0])) for r in rows],
+        )
+        db.execute("COMMIT")
 
     @staticmethod
     def _row(record: JobRecord) -> tuple:
