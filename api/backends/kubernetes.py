@@ -193,6 +193,7 @@ class KubernetesBackend:
             self._follow_logs_if_silent(job_id, pod.metadata.name)
         elif state is not None and state.terminated is not None:
             self._stuck.pop(job_id, None)
+            self._following.discard(job_id)
             self.on_exit(job_id, self._terminated(job_id, pod, state.terminated))
         elif (
             state is not None
@@ -203,6 +204,7 @@ class KubernetesBackend:
             self._stuck[job_id] = (time.monotonic(), state.waiting.reason)
         if deleted and not (state is not None and state.terminated is not None):
             self._stuck.pop(job_id, None)
+            self._following.discard(job_id)
             self.on_exit(job_id, self._vanished(job_id))
 
     def _follow_logs_if_silent(self, job_id: str, pod_name: str) -> None:
