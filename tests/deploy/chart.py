@@ -1,0 +1,89 @@
+"""The Helm chart as the tests see it: real `helm` (fetched by tools/helm/get-helm.sh)
+rendering charts/zyra-orchestrator into plain resources."""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.services import REPO
+
+CHART = REPO / "charts" / "zyra-orchestrator"
+EXAMPLES = sorted((CHART / "examples").glob("values-*.yaml"))
+# Default values plus every example file: what an operator installs.
+VALUE_SETS: dict[str, Path | None] = {"default": None} | {p.stem: p for p in EXAMPLES}
+
+
+@functools.cache
+def helm_binary() -> str:
+    """Fetch (or find in the cache) helm; tools/helm/get-helm.sh prints `helm=PATH`."""
+    done = subprocess.run(
+        ["bash", str(REPO / "tools" / "helm" / "get-helm.sh")],
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    return done.stdout.strip().splitlines()[-1].split("=", 1)[1]
+
+
+@functools.cache
+def kubernetes_version() -> str:
+    """The Kubernetes version the test control plane runs (pinned in build-binaries.sh)."""
+    script = (REPO / "tools" / "k8s" / "build-binaries.sh").read_text()
+    match = re.search(r'K8S_VERSION="\$\{K8S_VERSION:-v(\d+\.\d+)\.\d+\}"', script)
+    assert match, "K8S_VERSION not found in tools/k8s/build-binaries.sh"
+    return f"{match.group(1)}.0"
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [helm_binary(), *args], capture_output=True, text=True, check=check, timeout=120
+    )
+
+
+def value_args(values: Path | None = None, sets: dict[str, str] | None = None) -> list[str]:
+    args = ["-f", str(values)] if values else []
+    for key, value in (sets or {}).items():
+        args += ["--set-string" if isinstance(value, str) else "--set", f"{key}={value}"]
+    return args
+
+
+@dataclass
+class Rendered:
+    text: str
+    resources: list[dict[str, Any]]
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self.resources if r["kind"] == kind]
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        found = [r for r in self.of_kind(kind) if r["metadata"]["name"] == name]
+        assert found, f"no {kind} {name} in {[r['metadata']['name'] for r in self.of_kind(kind)]}"
+        return found[0]
+
+    def secret_data(self, name: str) -> dict[str, str]:
+        secret = self.get("Secret", name)
+        assert "data" not in secret, "the chart writes stringData"
+        return dict(secret.get("stringData", {}))
+
+    def without_hooks(self) -> list[dict[str, Any]]:
+        return [r for r in self.resources
+                if "helm.sh/hook" not in r["metadata"].get("annotations", {})]  # fmt: skip
+
+
+def render(
+    values: Path | None = None,
+    sets: dict[str, Any] | None = None,
+    release: str = "zyra",
+    namespace: str = "zyra",
+    extra: Iterable[str] = (),
+) -> Rendered:
+    done = helm("template", release, str(CHART), "-n", namespace,
+                *value_args(values, sets), *extra)  # fmt: skip
+    resources = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    return Rendered(done.stdout, resources)
