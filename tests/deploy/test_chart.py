@@ -1,0 +1,236 @@
+"""charts/zyra-orchestrator checked by real tools: helm lint and template, the
+Kubernetes OpenAPI schemas (kubernetes-validate), yamllint, and the service's own
+Settings. The chart on a real API server: tests/k8s/test_chart_on_cluster.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.backends.job_manifest import RunResources, labels_for
+from api.settings import Settings
+from tests.deploy.chart import (
+    CHART,
+    VALUE_SETS,
+    Rendered,
+    helm,
+    kubernetes_version,
+    render,
+    value_args,
+)
+from tests.services import REPO
+
+VALUE_IDS = list(VALUE_SETS)
+# Read by api/gunicorn_conf.py rather than Settings.
+GUNICORN_SETTINGS = {"gunicorn_workers", "gunicorn_timeout_s", "gunicorn_graceful_timeout_s",
+                     "gunicorn_keepalive_s"}  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=VALUE_IDS)
+def value_set(request: pytest.FixtureRequest) -> tuple[str, Path | None, Rendered]:
+    values = VALUE_SETS[request.param]
+    return request.param, values, render(values)
+
+
+@pytest.mark.parametrize("name", VALUE_IDS)
+def test_helm_lint_strict_passes(name: str) -> None:
+    done = helm("lint", "--strict", str(CHART), *value_args(VALUE_SETS[name]), check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 chart(s) failed" in done.stdout
+
+
+def test_rendered_resources_are_valid_for_the_pinned_kubernetes(
+    value_set: tuple[str, Path | None, Rendered], tmp_path: Path
+) -> None:
+    name, _, rendered = value_set
+    manifest = tmp_path / f"{name}.yaml"
+    manifest.write_text(rendered.text)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "kubernetes-validate"), "--strict",
+         "-k", kubernetes_version(), str(manifest)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    passed = done.stdout.count(" passed for resource ")
+    assert passed == len(rendered.resources), done.stdout
+
+
+def _settings_env(rendered: Rendered) -> dict[str, str]:
+    """The API container's environment as the kubelet builds it: the ConfigMap, then
+    each secretKeyRef resolved from the chart's Secrets (existing ones: a placeholder)."""
+    [deployment] = rendered.of_kind("Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    [source] = container["envFrom"]
+    env = dict(rendered.get("ConfigMap", source["configMapRef"]["name"])["data"])
+    chart_secrets = {s["metadata"]["name"] for s in rendered.of_kind("Secret")}
+    for var in container["env"]:
+        ref = var["valueFrom"]["secretKeyRef"]
+        if ref["name"] in chart_secrets:
+            env[var["name"]] = rendered.secret_data(ref["name"])[ref["key"]]
+        else:
+            env[var["name"]] = "redis://existing" if "REDIS" in var["name"] else "existing"
+    return env
+
+
+def test_the_api_accepts_the_chart_settings(
+    value_set: tuple[str, Path | None, Rendered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ZYRA_* name the chart sets is a real setting, with a value Settings takes."""
+    _, _, rendered = value_set
+    env = _settings_env(rendered)
+    for name in [n for n in os.environ if n.startswith("ZYRA_")]:
+        monkeypatch.delenv(name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    fields = set(Settings.model_fields) | GUNICORN_SETTINGS
+    for key in env:
+        if key.startswith("ZYRA_"):
+            top = key.removeprefix("ZYRA_").lower().split("__")[0]
+            assert top in fields, f"{key} is not a setting"
+    assert settings.backend == "kubernetes" and settings.storage == "s3"
+    assert settings.redis_url and settings.redis_url.startswith("redis")
+    assert settings.k8s.namespace == "zyra"
+    assert settings.k8s.image.startswith(("zyra-orchestrator-runner:", "registry.example.com/"))
+    assert settings.k8s.redis_url_secret is not None
+    assert settings.api_keys_file is not None
+    # The runner's default request fits under its limit, as the API checks a run's own.
+    request = RunResources(**settings.k8s.requests)
+    assert not request.over_limits(settings.k8s.limits)
+
+
+def test_runner_secret_refs_name_secrets_that_exist(
+    value_set: tuple[str, Path | None, Rendered],
+) -> None:
+    """A runner pod reads Redis and S3 credentials through secretKeyRefs the API puts
+    in its Jobs; each names a Secret of the chart (with that key) or the operator's."""
+    _, values, rendered = value_set
+    config = next(c for c in rendered.of_kind("ConfigMap") if "ZYRA_BACKEND" in c["data"])
+    existing = json.dumps(Path(values).read_text() if values else "")
+    refs = [json.loads(v) for k, v in config["data"].items() if k.endswith("_SECRET")]
+    assert refs, "the runner gets no credentials"
+    chart_secrets = {s["metadata"]["name"] for s in rendered.of_kind("Secret")}
+    for ref in refs:
+        if ref["name"] in chart_secrets:
+            assert ref["key"] in rendered.secret_data(ref["name"]), ref
+        else:
+            assert ref["name"] in existing, f"{ref} names no Secret"
+
+
+def test_default_install_generates_an_api_key_and_service_credentials() -> None:
+    rendered = render()
+    keys = rendered.secret_data("zyra-zyra-orchestrator-api-keys")
+    [line] = keys["api-keys"].splitlines()
+    name, key = line.split(":", 1)
+    assert name == "default" and len(key) == 32 and keys["default-key"] == key
+    redis = rendered.secret_data("zyra-zyra-orchestrator-redis")
+    assert redis["redis-url"] == f"redis://:{redis['password']}@zyra-zyra-orchestrator-redis:6379/0"
+    other = render().secret_data("zyra-zyra-orchestrator-redis")
+    assert other["password"] != redis["password"], "passwords are generated, not fixed"
+
+
+def test_role_grants_exactly_what_the_kubernetes_backend_uses() -> None:
+    [role] = render().of_kind("Role")
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    expected = {("batch", "jobs", v) for v in ("create", "get", "list", "watch", "delete")}
+    expected |= {("", "pods", v) for v in ("get", "list", "watch")} | {("", "pods/log", "get")}
+    assert granted == expected
+    [binding] = render().of_kind("RoleBinding")
+    [subject] = binding["subjects"]
+    assert subject["name"] == "zyra-zyra-orchestrator" and subject["namespace"] == "zyra"
+
+
+def test_runner_network_policy_selects_the_pods_the_api_creates() -> None:
+    policy = render().get("NetworkPolicy", "zyra-zyra-orchestrator-runner")
+    runner_labels = labels_for("job1", "visualize", "heatmap")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= runner_labels.items()
+    assert policy["spec"]["ingress"] == []
+    public = [r for r in policy["spec"]["egress"] if r.get("to", [{}])[0].get("ipBlock")]
+    assert "169.254.0.0/16" in public[0]["to"][0]["ipBlock"]["except"]
+
+
+def test_pdb_only_with_more_than_one_replica() -> None:
+    assert render().of_kind("PodDisruptionBudget")
+    assert not render(sets={"replicaCount": 1}).of_kind("PodDisruptionBudget")
+
+
+def test_ingress_with_tls_for_production() -> None:
+    [ingress] = render(VALUE_SETS["values-production"]).of_kind("Ingress")
+    assert ingress["spec"]["tls"][0]["hosts"] == ["zyra.example.com"]
+    assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "zyra-zyra-orchestrator", "port": {"name": "http"}}
+
+
+def test_production_uses_the_operators_secrets_and_deploys_no_dev_services() -> None:
+    rendered = render(VALUE_SETS["values-production"])
+    assert not rendered.of_kind("StatefulSet")
+    assert not rendered.of_kind("Secret"), "all credentials come from existing Secrets"
+    [deployment] = rendered.of_kind("Deployment")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["api-keys"]["secret"]["secretName"] == "zyra-api-keys"
+
+
+def test_api_pod_runs_unprivileged_with_probes_and_rolls_without_downtime() -> None:
+    [deployment] = render().of_kind("Deployment")
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    [container] = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/var/lib/zyra", "/tmp"} <= mounts  # writable places under a read-only root
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        ({"replicaCont": 3}, "additional properties 'replicaCont' not allowed"),
+        ({"runner.resources.limits.memory": "4 GB"}, "/runner/resources/limits/memory"),
+        ({"apiKeys.keys.ops": "short"}, "/apiKeys/keys/ops"),
+        ({"redis.deploy.enabled": False}, "Redis is required: set redis.url or redis.exist"),
+    ],
+)  # fmt: skip
+def test_bad_values_fail_with_a_message_naming_them(sets: dict[str, Any], message: str) -> None:
+    done = helm("template", "zyra", str(CHART), *value_args(None, sets), check=False)
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+def test_smoke_test_hook_runs_the_script_in_the_chart() -> None:
+    rendered = render()
+    hooks = [r for r in rendered.resources
+             if r["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]  # fmt: skip
+    pod = next(r for r in hooks if r["kind"] == "Pod")
+    config = next(r for r in hooks if r["kind"] == "ConfigMap")
+    script = (CHART / "files" / "smoke_test.py").read_text()
+    assert config["data"]["smoke_test.py"] == script
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[:3] == ["python", "/smoke/smoke_test.py", "http://zyra-zyra-orchestrator:8000"]
+
+
+def test_chart_yaml_files_pass_yamllint() -> None:
+    files = [CHART / "Chart.yaml", CHART / "values.yaml", *VALUE_SETS.values()]
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "yamllint"), "--strict",
+         "-c", str(REPO / ".yamllint.yaml"), *[str(f) for f in files if f]],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,0 +1,171 @@
+"""The Helm chart against the real API server: every value set passes its admission
+(server-side dry run), and the chart's Role is enough for the Kubernetes backend,
+and no more, when the API authenticates as the chart's ServiceAccount."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy.chart import CHART, VALUE_SETS, Rendered, render
+from tests.e2e.conftest import ApiServer, start_api, stop_api
+from tests.k8s.cluster import ControlPlane
+from tests.k8s.node_agent import NodeAgent
+from tests.services import RedisServer, S3Server
+
+RELEASE = "zyra"
+FULLNAME = "zyra-zyra-orchestrator"
+# What the API needs in a namespace to run: its identity, permissions and settings.
+SETUP_KINDS = ("ServiceAccount", "Role", "RoleBinding", "Secret", "ConfigMap")
+
+
+def _apply(control_plane: ControlPlane, namespace: str, docs: list[dict], *flags: str) -> str:
+    done = subprocess.run(
+        [control_plane.binaries["kubectl"], f"--kubeconfig={control_plane.kubeconfig}",
+         "apply", "-n", namespace, *flags, "-f", "-"],
+        input=yaml.safe_dump_all(docs), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_every_value_set_passes_server_side_dry_run(
+    name: str, control_plane: ControlPlane, namespace: str
+) -> None:
+    rendered = render(VALUE_SETS[name], namespace=namespace)
+    out = _apply(control_plane, namespace, rendered.resources, "--dry-run=server")
+    assert out.count("(server dry run)") == len(rendered.resources), out
+
+
+def _token_kubeconfig(control_plane: ControlPlane, namespace: str, path: Path) -> Path:
+    """A kubeconfig that authenticates with a token of the chart's ServiceAccount."""
+    token = control_plane.kubectl("create", "token", FULLNAME, "-n", namespace,
+                                  "--duration=1h")  # fmt: skip
+    assert token.returncode == 0, token.stderr
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "test", "cluster": {
+            "server": control_plane.server,
+            "certificate-authority": str(control_plane.ca.cert_path)}}],
+        "users": [{"name": "sa", "user": {"token": token.stdout.strip()}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "test", "user": "sa",
+                                                "namespace": namespace}}],
+    }))  # fmt: skip
+    return path
+
+
+def _api_env(rendered: Rendered, keys_file: Path) -> dict[str, str]:
+    """The API container's environment from the chart, as the kubelet would build it."""
+    [deployment] = rendered.of_kind("Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = dict(rendered.get("ConfigMap", FULLNAME)["data"])
+    for var in container["env"]:
+        ref = var["valueFrom"]["secretKeyRef"]
+        env[var["name"]] = rendered.secret_data(ref["name"])[ref["key"]]
+    # This machine's process, not the container: its own port, data dir and keys file.
+    for name in ("ZYRA_HOST", "ZYRA_PORT", "ZYRA_DATA_DIR"):
+        env.pop(name)
+    keys = rendered.secret_data(f"{FULLNAME}-api-keys")
+    keys_file.write_text(keys["api-keys"])
+    env["ZYRA_API_KEYS_FILE"] = str(keys_file)
+    return env
+
+
+@pytest.fixture
+def chart_api(
+    tmp_path: Path,
+    inputs: Path,
+    control_plane: ControlPlane,
+    node_agent: NodeAgent,
+    namespace: str,
+    redis_server: RedisServer,
+    s3_server: S3Server,
+) -> Iterator[tuple[ApiServer, Rendered]]:
+    rendered = render(
+        sets={
+            "redis.deploy.enabled": False,
+            "redis.url": redis_server.url[:-1] + "6",
+            "minio.deploy.enabled": False,
+            "s3.bucket": f"chart-{namespace}",
+            "s3.endpointUrl": s3_server.url,
+            "s3.accessKey": s3_server.access_key,
+            "s3.secretKey": s3_server.secret_key,
+        },
+        namespace=namespace,
+    )
+    setup = [r for r in rendered.without_hooks() if r["kind"] in SETUP_KINDS]
+    _apply(control_plane, namespace, setup)
+    env = _api_env(rendered, tmp_path / "api-keys")
+    env |= {
+        "ZYRA_K8S_KUBECONFIG": str(_token_kubeconfig(control_plane, namespace,
+                                                     tmp_path / "sa.kubeconfig")),
+        # The node agent runs a pod's command on this machine instead of in the image.
+        "ZYRA_K8S__RUNNER_COMMAND": json.dumps([sys.executable, "-m", "runner"]),
+        "ZYRA_K8S__WORK_MOUNT": str(tmp_path / "pod-work"),
+    }  # fmt: skip
+    server = start_api(tmp_path, inputs, **env)
+    yield server, rendered
+    stop_api(server)
+
+
+def test_backend_as_the_charts_service_account_runs_the_helm_test_end_to_end(
+    chart_api: tuple[ApiServer, Rendered], control_plane: ControlPlane, namespace: str
+) -> None:
+    server, _ = chart_api
+    # The same script `helm test` runs: upload, sync run, async run as a Job, downloads.
+    done = subprocess.run(
+        [sys.executable, str(CHART / "files" / "smoke_test.py"), server.url, "--async",
+         "--timeout", "180"],
+        env={"ZYRA_API_KEYS_FILE": server.env["ZYRA_API_KEYS_FILE"], "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr + server.log_path.read_text()[-3000:]
+    assert "sync: job" in done.stdout and "async: job" in done.stdout
+    async_job = done.stdout.split("async: job ")[1].split()[0]
+    jobs = control_plane.kubectl("get", "jobs", "-n", namespace, "-o", "json")
+    [job] = json.loads(jobs.stdout)["items"]
+    assert job["metadata"]["name"] == f"zyra-{async_job}"
+    pod_spec = job["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == f"{FULLNAME}-runner"
+    env = {e["name"]: e.get("valueFrom") for e in pod_spec["containers"][0]["env"]}
+    assert env["ZYRA_REDIS_URL"] == {
+        "secretKeyRef": {"name": f"{FULLNAME}-redis", "key": "redis-url"}
+    }
+    assert "Forbidden" not in server.log_path.read_text()  # no call the Role lacks
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "allowed"),
+    [
+        ("create", "jobs.batch", "yes"),
+        ("delete", "jobs.batch", "yes"),
+        ("watch", "pods", "yes"),
+        ("get", "pods/log", "yes"),
+        # Not needed by the backend, so not granted:
+        ("delete", "pods", "no"),
+        ("create", "pods", "no"),
+        ("patch", "jobs.batch", "no"),
+        ("get", "secrets", "no"),
+        ("create", "pods/exec", "no"),
+        ("list", "jobs.batch --all-namespaces", "no"),
+    ],
+)
+def test_service_account_may_do_only_what_the_backend_needs(
+    verb: str, resource: str, allowed: str, control_plane: ControlPlane, namespace: str
+) -> None:
+    rendered = render(namespace=namespace)
+    setup = [r for r in rendered.without_hooks() if r["kind"] in ("ServiceAccount", "Role",
+                                                                  "RoleBinding")]  # fmt: skip
+    _apply(control_plane, namespace, setup)
+    account = f"system:serviceaccount:{namespace}:{FULLNAME}"
+    where = resource.split()[1:] or ["-n", namespace]
+    done = control_plane.kubectl("auth", "can-i", verb, resource.split()[0], *where,
+                                 f"--as={account}")  # fmt: skip
+    assert done.stdout.strip() == allowed, done.stderr
