@@ -226,8 +226,8 @@ def test_smoke_test_hook_runs_the_script_in_the_chart() -> None:
     assert command[:3] == ["python", "/smoke/smoke_test.py", "http://zyra-zyra-orchestrator:8000"]
 
 
-def test_chart_yaml_files_pass_yamllint() -> None:
-    files = [CHART / "Chart.yaml", CHART / "values.yaml", *VALUE_SETS.values()]
+def test_chart_and_manifest_yaml_files_pass_yamllint() -> None:
+    files = [CHART / "Chart.yaml", CHART / "values.yaml", *VALUE_SETS.values(), REPO / "k8s"]
     done = subprocess.run(
         [str(Path(sys.executable).parent / "yamllint"), "--strict",
          "-c", str(REPO / ".yamllint.yaml"), *[str(f) for f in files if f]],
