@@ -105,8 +105,10 @@ async def job_events(
         async for event in follow_events(service.events, job_id, after):
             yield f"id: {event.seq}\ndata: {json.dumps(event.message())}\n\n".encode()
 
+    # X-Accel-Buffering: Nginx (and ingress-nginx) pass each event on at once.
     return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})  # fmt: skip
+                             headers={"Cache-Control": "no-cache",
+                                      "X-Accel-Buffering": "no"})  # fmt: skip
 
 
 @router.get(

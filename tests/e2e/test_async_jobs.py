@@ -121,6 +121,7 @@ def test_server_sent_events_carry_the_same_stream(client, ten_thousand_line_job)
     messages, ids = [], []
     with client.stream("GET", f"/jobs/{job_id}/events", params={"since": 5}) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-accel-buffering"] == "no"  # proxies must not hold events
         for line in response.iter_lines():
             if line.startswith("id: "):
                 ids.append(int(line[4:]))
