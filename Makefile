@@ -5,6 +5,9 @@ BIN     = $(VENV)/bin
 # pip's cache survives between runs, so a warm install is quick.
 PIP_INSTALL = $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 
+# Python sources ruff checks (tools/ and the chart's smoke test included).
+PY_SOURCES = api runner tests bench tools charts/zyra-orchestrator/files
+
 ZYRA_API_KEYS ?= dev:local-dev-key
 ZYRA_PORT     ?= 8000
 
@@ -26,16 +29,16 @@ run: install
 
 ## Run the whole test suite.
 test: install
-	$(BIN)/ruff check api runner tests bench
-	$(BIN)/ruff format --check api runner tests bench
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check api runner tests bench
+	$(BIN)/ruff check $(PY_SOURCES)
 
 format: install
-	$(BIN)/ruff format api runner tests bench
-	$(BIN)/ruff check --fix api runner tests bench
+	$(BIN)/ruff format $(PY_SOURCES)
+	$(BIN)/ruff check --fix $(PY_SOURCES)
 
 clean:
 	rm -rf $(VENV)
