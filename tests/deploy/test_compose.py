@@ -24,6 +24,7 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from tests.deploy.envnames import REPO, is_known_env
+from tests.services import tool_binary
 
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
@@ -118,14 +119,7 @@ def published(service: dict[str, Any]) -> set[tuple[int, int]]:
 
 def compose_check_binary() -> str:
     """Docker Compose's loader as a small binary (tools/compose), cached by its sources."""
-    explicit = os.environ.get("ZYRA_COMPOSE_CHECK_BIN")
-    if explicit:
-        return explicit
-    built = subprocess.run(
-        ["bash", str(REPO / "tools" / "compose" / "build-compose-check.sh")],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return built.stdout.strip().splitlines()[-1].split("=", 1)[1]
+    return tool_binary("compose/build-compose-check.sh", "ZYRA_COMPOSE_CHECK_BIN")
 
 
 @pytest.fixture(scope="module")

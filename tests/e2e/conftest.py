@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import free_port
+from tests.services import free_port, wait_ready
 
 API_KEY = "e2e-secret-key"
 
@@ -49,16 +48,8 @@ def start_api(tmp: Path, inputs: Path, **env: str) -> ApiServer:
             [sys.executable, "-m", "api"], env=full_env, stdout=log, stderr=subprocess.STDOUT
         )
     server = ApiServer(f"http://127.0.0.1:{port}", process, data_dir, log_path, env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"API exited at start-up:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
+    if wait_ready(f"{server.url}/readyz", process, log_path.read_text, timeout=120):
+        return server
     process.kill()
     raise RuntimeError(f"API not ready in time:\n{log_path.read_text()}")
 

@@ -6,14 +6,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from tests.e2e.conftest import API_KEY
-from tests.services import free_port
+from tests.services import free_port, wait_ready
 
 
 def parent_of(pid: int) -> int | None:
@@ -101,16 +100,8 @@ def start_gunicorn(
             [program, *argv[1:]], env=full_env, cwd=folder, stdout=out, stderr=err
         )
     server = GunicornServer(f"http://127.0.0.1:{port}", process, stdout_path, stderr_path)
-    deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{server.stderr}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
+    if wait_ready(f"{server.url}/readyz", process, lambda: server.stderr, ready_timeout):
+        return server
     server.stop()
     raise RuntimeError(f"gunicorn not ready in {ready_timeout}s:\n{server.stderr}")
 
