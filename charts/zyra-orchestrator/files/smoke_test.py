@@ -71,10 +71,12 @@ class Client:
 
     def upload(self, name: str, content: bytes) -> str:
         boundary = uuid.uuid4().hex
-        body = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        head = (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'
             "Content-Type: text/csv\r\n\r\n"
-        ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        )
+        body = head.encode() + content + f"\r\n--{boundary}--\r\n".encode()
         status, data = self.request(
             "POST", "/upload", body, f"multipart/form-data; boundary={boundary}"
         )
