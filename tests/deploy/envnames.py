@@ -61,6 +61,12 @@ def is_settings_env(name: str) -> bool:
     return False
 
 
+def gunicorn_env() -> set[str]:
+    """The ZYRA_* variables api/gunicorn_conf.py reads (the production server's own)."""
+    source = (REPO / "api" / "gunicorn_conf.py").read_text()
+    return set(re.findall(r'"(ZYRA_GUNICORN_[A-Z0-9_]+)"', source))
+
+
 def start_script_env() -> set[str]:
     """The ZYRA_* variables scripts/start-api.sh itself reads (ZYRA_RELOAD, …)."""
     return set(re.findall(r"\$\{?(ZYRA_[A-Z0-9_]+)", START_SCRIPT.read_text()))
