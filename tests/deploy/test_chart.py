@@ -15,6 +15,7 @@ import pytest
 
 from api.backends.job_manifest import RunResources, labels_for
 from api.settings import Settings
+from runner.catalog import STAGE_SOURCES
 from tests.deploy.chart import (
     CHART,
     VALUE_SETS,
@@ -208,6 +209,12 @@ def test_bad_values_fail_with_a_message_naming_them(sets: dict[str, Any], messag
     done = helm("template", "zyra", str(CHART), *value_args(None, sets), check=False)
     assert done.returncode != 0
     assert message in done.stderr
+
+
+def test_schema_offers_exactly_the_stages_the_api_accepts() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    stages = schema["properties"]["config"]["properties"]["stages"]["items"]["enum"]
+    assert stages == list(STAGE_SOURCES)
 
 
 def test_smoke_test_hook_runs_the_script_in_the_chart() -> None:
