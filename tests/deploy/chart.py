@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import re
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,23 @@ class Rendered:
         secret = self.get("Secret", name)
         assert "data" not in secret, "the chart writes stringData"
         return dict(secret.get("stringData", {}))
+
+    def api_env(self, existing: Callable[[str], str] | None = None) -> dict[str, str]:
+        """The API container's environment as the kubelet builds it: its ConfigMap, then
+        each secretKeyRef from the chart's Secrets. A Secret the operator brings
+        (existingSecret) is not rendered: `existing(variable)` stands in for its value."""
+        [deployment] = self.of_kind("Deployment")
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        [source] = container["envFrom"]
+        env = dict(self.get("ConfigMap", source["configMapRef"]["name"])["data"])
+        chart_secrets = {s["metadata"]["name"] for s in self.of_kind("Secret")}
+        for var in container["env"]:
+            ref = var["valueFrom"]["secretKeyRef"]
+            if ref["name"] in chart_secrets or existing is None:
+                env[var["name"]] = self.secret_data(ref["name"])[ref["key"]]
+            else:
+                env[var["name"]] = existing(var["name"])
+        return env
 
     def without_hooks(self) -> list[dict[str, Any]]:
         return [r for r in self.resources

@@ -60,29 +60,12 @@ def test_rendered_resources_are_valid_for_the_pinned_kubernetes(
     assert passed == len(rendered.resources), done.stdout
 
 
-def _settings_env(rendered: Rendered) -> dict[str, str]:
-    """The API container's environment as the kubelet builds it: the ConfigMap, then
-    each secretKeyRef resolved from the chart's Secrets (existing ones: a placeholder)."""
-    [deployment] = rendered.of_kind("Deployment")
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
-    [source] = container["envFrom"]
-    env = dict(rendered.get("ConfigMap", source["configMapRef"]["name"])["data"])
-    chart_secrets = {s["metadata"]["name"] for s in rendered.of_kind("Secret")}
-    for var in container["env"]:
-        ref = var["valueFrom"]["secretKeyRef"]
-        if ref["name"] in chart_secrets:
-            env[var["name"]] = rendered.secret_data(ref["name"])[ref["key"]]
-        else:
-            env[var["name"]] = "redis://existing" if "REDIS" in var["name"] else "existing"
-    return env
-
-
 def test_the_api_accepts_the_chart_settings(
     value_set: tuple[str, Path | None, Rendered], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every ZYRA_* name the chart sets is a real setting, with a value Settings takes."""
     _, _, rendered = value_set
-    env = _settings_env(rendered)
+    env = rendered.api_env(lambda var: "redis://existing" if "REDIS" in var else "existing")
     for name in [n for n in os.environ if n.startswith("ZYRA_")]:
         monkeypatch.delenv(name)
     for key, value in env.items():

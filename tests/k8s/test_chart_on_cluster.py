@@ -63,12 +63,7 @@ def _token_kubeconfig(control_plane: ControlPlane, namespace: str, path: Path) -
 
 def _api_env(rendered: Rendered, keys_file: Path) -> dict[str, str]:
     """The API container's environment from the chart, as the kubelet would build it."""
-    [deployment] = rendered.of_kind("Deployment")
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
-    env = dict(rendered.get("ConfigMap", FULLNAME)["data"])
-    for var in container["env"]:
-        ref = var["valueFrom"]["secretKeyRef"]
-        env[var["name"]] = rendered.secret_data(ref["name"])[ref["key"]]
+    env = rendered.api_env()
     # This machine's process, not the container: its own port, data dir and keys file.
     for name in ("ZYRA_HOST", "ZYRA_PORT", "ZYRA_DATA_DIR"):
         env.pop(name)
