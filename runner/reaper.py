@@ -1,0 +1,60 @@
+"""Nothing a command starts outlives its job, `setsid()` or double forks included.
+
+The process that launches commands (the template process, or a runner) is a
+*child subreaper*: a descendant whose parent dies is re-parented to it instead
+of to init. Each command is a subreaper too, so while it runs its orphans stay
+with it. Once a command has exited, anything it left behind therefore surfaces
+as a child of the launcher that is not a running command: a stray, killed at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+from collections.abc import Collection
+from pathlib import Path
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def children() -> list[int]:
+    """This process's children, whichever of its threads they belong to."""
+    found: list[int] = []
+    pid = os.getpid()
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+    return found
+
+
+def kill_strays(keep: Collection[int]) -> list[int]:
+    """SIGKILL every child not in `keep` (running commands, children that are not a
+    command's); the pids signalled. The caller reaps them (and the orphans they had,
+    which come to it next)."""
+    strays = [pid for pid in children() if pid not in keep]
+    for pid in strays:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return strays
+
+
+def reap_strays(keep: Collection[int] = ()) -> int:
+    """Kill and reap strays until none is left (for a launcher that waits itself)."""
+    total = 0
+    while strays := kill_strays(keep):
+        total += len(strays)
+        for pid in strays:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    return total
