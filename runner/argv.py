@@ -3,11 +3,15 @@
 No shell is involved anywhere, and a client never supplies raw argv: every key
 must be an argument the command declares, every value must have its type, and
 path arguments must stay inside the job's working directory (or an allowed
-prefix the operator configured).
+prefix the operator configured). So must the file named by an `@file` value of
+any other argument: Zyra reads `--data @body.json` or `--json-body @q.json`
+from that file. URLs Zyra would connect to must lead to allowed destinations
+(runner/outbound.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable
@@ -16,11 +20,19 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from runner.catalog import ArgKind, ArgSpec, CommandSpec, PathRole
+from runner.outbound import (
+    Destination,
+    OutboundPolicy,
+    RefusedDestinationError,
+    UnresolvedDestinationError,
+)
 
 REMOTE_SCHEMES = frozenset({"http", "https", "s3", "ftp", "sftp"})
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _NUMBER = re.compile(r"^-?\d+(\.\d*)?([eE][-+]?\d+)?$")
 STDIO_PATH = "-"
+AT_FILE = "@"
 
 _TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number"}
 
@@ -33,9 +45,15 @@ class ArgProblem:
     msg: str
     type: str
     input: Any = None
+    at: tuple[str | int, ...] = ()  # where inside the argument's value, e.g. a pipeline stage
 
     def as_detail(self, prefix: Iterable[str] = ("body", "args")) -> dict[str, Any]:
-        return {"loc": [*prefix, self.arg], "msg": self.msg, "type": self.type, "input": self.input}
+        return {
+            "loc": [*prefix, self.arg, *self.at],
+            "msg": self.msg,
+            "type": self.type,
+            "input": self.input,
+        }
 
 
 class InvalidArgsError(ValueError):
@@ -54,14 +72,45 @@ class PathPolicy:
     """
 
     allowed_prefixes: tuple[str, ...] = field(default_factory=tuple)
+    # Where URL arguments may lead (runner/outbound.py); None: not checked.
+    outbound: OutboundPolicy | None = None
 
     def check(self, spec: ArgSpec, value: str) -> str | None:
-        """Why the value is refused, or None when it is acceptable."""
+        """Why a path argument's value is refused, or None when it is acceptable."""
+        return self.check_path(value, accepts_url=spec.role is PathRole.INPUT and spec.accepts_url)
+
+    def check_value(self, spec: ArgSpec, value: str) -> str | None:
+        """Why any argument's value is refused: a path that leaves the working
+        directory, or an `@file` value naming one (Zyra strips blanks first)."""
+        if spec.role is not PathRole.NONE:
+            return self.check(spec, value)
+        text = value.strip()
+        if spec.reads_at_file and text.startswith(AT_FILE):
+            refusal = self.check_path(text[len(AT_FILE) :], accepts_url=False)
+            return f"'@' makes Zyra read the file it names: {refusal}" if refusal else None
+        return None
+
+    def check_url(self, spec: ArgSpec, value: str) -> str | None:
+        """Why the destination of a URL Zyra would connect to for this argument is
+        refused; None when it is allowed or the value is no URL to Zyra."""
+        url = remote_url(spec, value)
+        if self.outbound is None or url is None:
+            return None
+        try:
+            destination = self.outbound.check_url(url, REMOTE_SCHEMES)
+            for host, port in _also_reached(spec, url, destination):
+                with contextlib.suppress(UnresolvedDestinationError):  # Zyra cannot either
+                    self.outbound.destination(host, port)
+        except RefusedDestinationError as exc:
+            return str(exc)
+        return None
+
+    def check_path(self, value: str, accepts_url: bool) -> str | None:
         if value == STDIO_PATH:
             return None
         scheme = _SCHEME.match(value)
         if scheme:
-            if spec.role is PathRole.INPUT and spec.accepts_url:
+            if accepts_url:
                 if scheme.group(1).lower() in REMOTE_SCHEMES:
                     return None
                 return f"URL scheme {scheme.group(1)!r} is not accepted; use one of " + ", ".join(
@@ -83,6 +132,47 @@ class PathPolicy:
                 f"directory (allowed absolute prefixes: {allowed})"
             )
         return None
+
+
+def remote_url(spec: ArgSpec, value: str) -> str | None:
+    """The URL Zyra connects to for this argument's value, if it is one. Leading and
+    trailing blanks are dropped: HTTP clients drop them too."""
+    text = value.strip()
+    if spec.url is not None:
+        if _URL_SCHEME.match(text):
+            return text
+        # Without a scheme an HTTP client refuses the value; an FTP path is `host/path`.
+        return f"{spec.url.bare_scheme}://{text}" if spec.url.bare_scheme else None
+    if spec.role is PathRole.INPUT and spec.accepts_url and _SCHEME.match(text):
+        return text
+    return None
+
+
+def _also_reached(
+    spec: ArgSpec, url: str, destination: Destination | None
+) -> list[tuple[str, int | None]]:
+    """Hosts Zyra reaches for `url` besides the one a URL parser reads in it."""
+    hosts: list[tuple[str, int | None]] = []
+    if url.startswith("ftp://"):
+        # Zyra's FTP client finds the host its own way (the first '@' ends a user).
+        ftp_host = _zyra_ftp_host(url)
+        if ftp_host is not None:
+            hosts.append((ftp_host, 21))
+    if spec.url and spec.url.sibling_hosts and destination is not None:
+        # `search api` looks for an OpenAPI document on api.<host> <-> www.<host> too.
+        for prefix, other in (("api.", "www."), ("www.", "api.")):
+            if destination.host.startswith(prefix):
+                hosts.append((other + destination.host[len(prefix) :], destination.port))
+    return hosts
+
+
+def _zyra_ftp_host(url: str) -> str | None:
+    from zyra.connectors.backends.ftp import parse_ftp_path
+
+    try:
+        return parse_ftp_path(url)[0]
+    except ValueError:
+        return None  # Zyra refuses it too
 
 
 def build_argv(
@@ -214,9 +304,12 @@ def _scalar_text(
     if "\x00" in text:
         problems.append(ArgProblem(spec.name, "may not contain NUL characters", "value", value))
         return None
-    if spec.role is not PathRole.NONE:
-        refusal = paths.check(spec, text)
-        if refusal:
-            problems.append(ArgProblem(spec.name, refusal, "path", value))
-            return None
+    refusal = paths.check_value(spec, text)
+    if refusal:
+        problems.append(ArgProblem(spec.name, refusal, "path", value))
+        return None
+    refusal = paths.check_url(spec, text)
+    if refusal:
+        problems.append(ArgProblem(spec.name, refusal, "url", value))
+        return None
     return text

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import IO, Any, NoReturn
 
 
 class ArgKind(StrEnum):
@@ -59,6 +59,37 @@ PATH_ROLE_OVERRIDES: dict[tuple[str, str, str], PathRole] = {
 }
 # Input arguments that may also be a remote URL instead of a local path.
 URL_CAPABLE_DESTS = frozenset({"file_or_url", "input", "inputs", "config", "input_file"})
+# Arguments that may also be given as a JSON object: a pipeline written inline
+# (runner/pipeline_config.py checks it; the service never fetches one from a URL).
+INLINE_DOCUMENT_ARGS = frozenset({("run", "run", "config")})
+
+
+@dataclass(frozen=True)
+class UrlArg:
+    """How Zyra reads an argument that is a URL it connects to."""
+
+    bare_scheme: str | None = None  # a value without a scheme is read as this (None: no URL)
+    sibling_hosts: bool = False  # Zyra tries api.<host> <-> www.<host> too (OpenAPI lookup)
+
+
+# Arguments that are URLs Zyra connects to (not paths), keyed (stage, command or "*",
+# dest). Their destinations are checked (runner/outbound.py); argparse cannot say which.
+URL_ARGS: dict[tuple[str, str, str], UrlArg] = {
+    ("acquire", "http", "url"): UrlArg(),
+    ("acquire", "api", "url"): UrlArg(),
+    ("acquire", "api", "openapi_url"): UrlArg(),
+    ("acquire", "s3", "url"): UrlArg(),
+    ("acquire", "ftp", "path"): UrlArg(bare_scheme="ftp"),  # `host/path` is FTP too
+    ("acquire", "thredds", "catalog_url"): UrlArg(),
+    ("process", "update-dataset-json", "input_url"): UrlArg(),
+    ("visualize", "*", "tile_source"): UrlArg(),  # a provider name, or a tile URL template
+    ("disseminate", "post", "url"): UrlArg(),
+    ("disseminate", "s3", "url"): UrlArg(),
+    ("disseminate", "ftp", "path"): UrlArg(bare_scheme="ftp"),
+    ("search", "api", "url"): UrlArg(sibling_hosts=True),
+    ("search", "search", "ogc_wms"): UrlArg(),
+    ("search", "search", "ogc_records"): UrlArg(),
+}
 
 # Global argparse dests every Zyra command carries that are not arguments.
 _IGNORED_DESTS = frozenset({"help", "func"})
@@ -80,14 +111,28 @@ class ArgSpec:
     help: str = ""
     role: PathRole = PathRole.NONE
     accepts_url: bool = False
+    accepts_object: bool = False
     nargs: str | int | None = None
+    url: UrlArg | None = None  # a URL Zyra connects to (URL_ARGS)
 
     @property
     def is_positional(self) -> bool:
         return self.kind is not ArgKind.FLAG and self.option is None
 
+    @property
+    def reads_at_file(self) -> bool:
+        """Whether a value `@<path>` may make Zyra read that file (e.g. `--data @body.json`):
+        then the path after `@` is held to the rules of an input path."""
+        return (
+            self.role is PathRole.NONE
+            and self.kind not in (ArgKind.FLAG, ArgKind.COUNT)
+            and self.value_type == "string"
+        )
+
     def json_schema(self) -> dict[str, Any]:
-        one: dict[str, Any] = {"type": self.value_type}
+        one: dict[str, Any] = {
+            "type": [self.value_type, "object"] if self.accepts_object else self.value_type
+        }
         if self.choices:
             one["enum"] = list(self.choices)
         if self.kind in (ArgKind.LIST, ArgKind.REPEATED):
@@ -110,6 +155,8 @@ class ArgSpec:
             "positional": self.is_positional,
             "path": self.role.value,
             "accepts_url": self.accepts_url,
+            **({"at_file": True} if self.reads_at_file else {}),
+            **({"url": True} if self.url else {}),
         }
         return schema
 
@@ -122,6 +169,8 @@ class CommandSpec:
     args: dict[str, ArgSpec]
     # argv words before the arguments, e.g. ("visualize", "heatmap") or ("run",)
     argv_prefix: tuple[str, ...]
+    # Zyra's own parser for the words after argv_prefix (it raises CommandLineError)
+    parser: argparse.ArgumentParser | None = field(default=None, compare=False, repr=False)
 
     @property
     def positionals(self) -> list[ArgSpec]:
@@ -266,6 +315,10 @@ def _path_role(stage: str, command: str, dest: str) -> PathRole:
     return PathRole.NONE
 
 
+def _url_arg(stage: str, command: str, dest: str) -> UrlArg | None:
+    return URL_ARGS.get((stage, command, dest)) or URL_ARGS.get((stage, "*", dest))
+
+
 def command_from_parser(
     stage: str, name: str, parser: argparse.ArgumentParser, argv_prefix: tuple[str, ...]
 ) -> CommandSpec:
@@ -294,8 +347,12 @@ def command_from_parser(
             required=action.nargs not in ("?", "*") if is_positional else bool(action.required),
             help=_clean_help(action),
             role=role,
-            accepts_url=role is PathRole.INPUT and action.dest in URL_CAPABLE_DESTS,
+            accepts_url=role is PathRole.INPUT
+            and action.dest in URL_CAPABLE_DESTS
+            and (stage, name, action.dest) not in INLINE_DOCUMENT_ARGS,
+            accepts_object=(stage, name, action.dest) in INLINE_DOCUMENT_ARGS,
             nargs=action.nargs,
+            url=_url_arg(stage, name, action.dest),
         )
         if is_positional:
             position += 1
@@ -305,6 +362,7 @@ def command_from_parser(
         description=_clean_help_text(parser.description or ""),
         args=args,
         argv_prefix=argv_prefix,
+        parser=parser,
     )
 
 
@@ -336,8 +394,31 @@ def _subparsers_of(parser: argparse.ArgumentParser) -> argparse._SubParsersActio
     return None
 
 
+class CommandLineError(ValueError):
+    """Zyra's parser refused an argv (where the CLI would print usage and exit 2)."""
+
+
+class RaisingArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of printing and exiting.
+
+    The catalog's parsers check pipeline stages inside the API process, where
+    exiting is no answer. Subparsers are built from the parent's class, so every
+    parser of the tree behaves the same.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandLineError(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        # Reached by --help and --version: they print instead of running.
+        raise CommandLineError((message or "").strip() or "asks for help instead of running")
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        pass
+
+
 def _commands_of_stage(stage: str, source: StageSource) -> dict[str, CommandSpec]:
-    root = argparse.ArgumentParser(prog="zyra")
+    root = RaisingArgumentParser(prog="zyra")
     sub = root.add_subparsers(dest="cmd")
     commands: dict[str, CommandSpec] = {}
     if source.single is None:

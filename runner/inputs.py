@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from runner.argv import ArgProblem
 from runner.catalog import CommandSpec, PathRole
@@ -34,9 +34,19 @@ class UploadMeta(BaseModel):
 
 
 class StagedInput(BaseModel):
-    file_id: str
-    key: str  # storage key of the upload's bytes
+    """A file written into the job's working directory before the command runs:
+    an upload fetched from storage, or text carried inline (a checked pipeline)."""
+
+    file_id: str | None = None
+    key: str | None = None  # storage key of the upload's bytes
     path: str  # relative to the job's working directory
+    content: str | None = None  # the file's text, when it comes with the job
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StagedInput:
+        if (self.key is None) == (self.content is None):
+            raise ValueError("a staged input has either a storage key or inline content")
+        return self
 
 
 def upload_key(file_id: str) -> str:
@@ -100,9 +110,14 @@ def resolve_file_refs(
 
 
 def stage_inputs(storage: Storage, staged: list[StagedInput], workdir: Path) -> frozenset[str]:
-    """Fetch each referenced upload into the working directory; the paths staged."""
+    """Fetch each referenced upload (or write each inline file) into the working
+    directory; the paths staged."""
     for item in staged:
         target = workdir / item.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        storage.fetch(item.key, target)
+        if item.content is not None:
+            target.write_text(item.content, encoding="utf-8")
+        else:
+            assert item.key is not None
+            storage.fetch(item.key, target)
     return frozenset(item.path for item in staged)

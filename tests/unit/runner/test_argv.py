@@ -8,6 +8,7 @@ import pytest
 
 from runner.argv import InvalidArgsError, PathPolicy, build_argv
 from runner.catalog import CommandCatalog
+from runner.outbound import OutboundPolicy
 
 
 def parsed_by_zyra(argv: list[str]) -> argparse.Namespace:
@@ -141,3 +142,126 @@ def test_positional_values_cannot_pose_as_options(catalog) -> None:
 def test_null_means_not_given(catalog) -> None:
     argv = build_argv(catalog.resolve("visualize", "heatmap"), {"input": "a.npy", "var": None})
     assert not any(word.startswith("--var") for word in argv)
+
+
+@pytest.mark.parametrize(
+    ("stage", "command", "args", "arg"),
+    [
+        ("search", "api", {"url": "https://x", "api_query": "q"}, "json_body"),
+        ("acquire", "api", {"url": "https://x"}, "data"),
+    ],
+)
+@pytest.mark.parametrize("value", ["@/etc/passwd", " @../../jobs.sqlite3", "@file:///etc/x"])
+def test_an_at_file_value_is_held_to_the_path_rules(
+    catalog, stage: str, command: str, args: dict, arg: str, value: str
+) -> None:
+    problems = problems_of(catalog, stage, command, {**args, arg: value})
+    assert problems[arg].type == "path"
+    assert problems[arg].msg.startswith("'@' makes Zyra read the file it names: ")
+
+
+def test_an_at_file_inside_the_working_directory_or_a_prefix_is_accepted(catalog) -> None:
+    api = catalog.resolve("acquire", "api")
+    argv = build_argv(api, {"url": "https://x", "data": "@inputs/abc/body.json"})
+    assert "--data=@inputs/abc/body.json" in argv
+    policy = PathPolicy(("/srv/data",))
+    assert "--data=@/srv/data/q.json" in build_argv(
+        api, {"url": "https://x", "data": "@/srv/data/q.json"}, policy
+    )
+    assert '--data={"a": "@x"}' in build_argv(api, {"url": "https://x", "data": '{"a": "@x"}'})
+    schema = api.json_schema()["properties"]
+    assert schema["data"]["x-zyra"]["at_file"] is True
+    assert "at_file" not in schema["output"]["x-zyra"]
+
+
+# --- URL arguments lead only to allowed destinations (runner/outbound.py) ----------------
+
+PUBLIC = {
+    "data.example.org": ["93.184.216.34"],
+    "inner.example.org": ["10.1.2.3"],
+    "api.rebind.example.org": ["93.184.216.34"],
+    "www.rebind.example.org": ["10.1.2.4"],
+    "api.alone.example.org": ["93.184.216.35"],
+}
+
+
+def _resolve(host: str, port: int | None) -> list[str]:
+    if host not in PUBLIC:
+        raise OSError(-2, "Name or service not known")
+    return PUBLIC[host]
+
+
+OUTBOUND = PathPolicy(outbound=OutboundPolicy(resolver=_resolve))
+
+
+@pytest.mark.parametrize(
+    ("stage", "command", "args", "arg"),
+    [
+        ("acquire", "http", {"url": "http://10.0.0.1/x"}, "url"),
+        ("acquire", "http", {"url": "http://169.254.169.254/latest/meta-data/"}, "url"),
+        ("acquire", "http", {"url": "http://[::1]:8080/"}, "url"),
+        ("acquire", "http", {"url": "http://localhost/"}, "url"),
+        ("acquire", "http", {"url": " HTTP://10.0.0.1/x"}, "url"),  # clients strip blanks
+        ("acquire", "http", {"inputs": ["https://data.example.org/a", "http://10.0.0.1/b"],
+                             "output_dir": "out"}, "inputs"),
+        ("acquire", "api", {"url": "http://inner.example.org/v1"}, "url"),
+        ("acquire", "api", {"url": "https://data.example.org/",
+                            "openapi_url": "http://10.0.0.1/openapi.json"}, "openapi_url"),
+        ("acquire", "ftp", {"path": "ftp://10.0.0.1/pub/a.grib2"}, "path"),
+        ("acquire", "ftp", {"path": "10.0.0.1/pub/a.grib2"}, "path"),  # host/path
+        # Zyra's FTP client ends the user at the first '@': its host is 10.0.0.1.
+        ("acquire", "ftp", {"path": "ftp://data.example.org/x@10.0.0.1/pub/a"}, "path"),
+        ("acquire", "thredds", {"catalog_url": "http://redis:6379/catalog.xml"}, "catalog_url"),
+        ("search", "api", {"url": ["https://data.example.org", "http://kubernetes.default.svc"],
+                           "api_query": "q"}, "url"),
+        ("search", "search", {"query": "q", "ogc_wms": "http://10.0.0.1/wms"}, "ogc_wms"),
+        # `search api` looks for OpenAPI on www.<host> too, for api.<host>.
+        ("search", "api", {"url": ["https://api.rebind.example.org"], "api_query": "q"}, "url"),
+        ("disseminate", "post", {"input": "a.json", "url": "http://[fd00::1]/hook"}, "url"),
+        ("process", "convert-format", {"file_or_url": "https://[::ffff:10.0.0.1]/a.grib2",
+                                       "format": "netcdf"}, "file_or_url"),
+        ("process", "update-dataset-json",
+         {"input_url": "http://0x7f.1/dataset.json", "output": "d.json"}, "input_url"),
+        ("visualize", "heatmap", {"input": "a.npy", "map_type": "tile",
+                                  "tile_source": "http://10.0.0.1/{z}/{x}/{y}.png"},
+         "tile_source"),
+    ],
+)  # fmt: skip
+def test_a_url_argument_leading_to_a_refused_destination_is_named(
+    catalog, stage: str, command: str, args: dict, arg: str
+) -> None:
+    problems = problems_of(catalog, stage, command, args, paths=OUTBOUND)
+    assert [name for name, p in problems.items() if p.type == "url"] == [arg]
+    assert problems[arg].msg.endswith("allowed destinations: public addresses or "
+                                      "ZYRA_OUTBOUND_ALLOW")  # fmt: skip
+
+
+def test_url_arguments_leading_to_allowed_destinations_are_accepted(catalog) -> None:
+    accepted = [
+        ("acquire", "http", {"url": "https://data.example.org/a.csv", "output": "a.csv"}),
+        ("acquire", "s3", {"url": "s3://10.0.0.1/key", "output": "k"}),  # a bucket, not a host
+        ("acquire", "ftp", {"path": "data.example.org/pub/a", "output": "a"}),
+        ("visualize", "heatmap", {"input": "a.npy", "tile_source": "OpenStreetMap.Mapnik"}),
+        ("search", "api", {"url": "not-a-url", "api_query": "q"}),  # no scheme: no request
+        ("search", "api", {"url": "https://api.alone.example.org", "api_query": "q"}),
+        ("acquire", "http", {"url": "https://10.0.0.1/", "output": "x"}),  # with outbound=None
+    ]
+    for stage, command, args in accepted[:-1]:
+        build_argv(catalog.resolve(stage, command), args, OUTBOUND)
+    stage, command, args = accepted[-1]
+    build_argv(catalog.resolve(stage, command), args, PathPolicy())  # not checked without it
+    allowing = PathPolicy(outbound=OutboundPolicy.from_entries(["10.0.0.0/8"], _resolve))
+    argv = build_argv(catalog.resolve("acquire", "http"), {"url": "http://10.0.0.1/x"}, allowing)
+    assert argv[-1] == "http://10.0.0.1/x"
+
+
+def test_a_url_argument_with_a_scheme_zyra_does_not_fetch_is_refused(catalog) -> None:
+    problems = problems_of(catalog, "acquire", "http", {"url": "file:///etc/passwd"},
+                           paths=OUTBOUND)  # fmt: skip
+    assert problems["url"].msg.startswith("URL scheme 'file' is not accepted; use one of ftp")
+
+
+def test_the_catalog_marks_url_arguments(catalog) -> None:
+    schema = catalog.resolve("acquire", "http").json_schema()["properties"]
+    assert schema["url"]["x-zyra"]["url"] is True
+    assert "url" not in schema["output"]["x-zyra"]

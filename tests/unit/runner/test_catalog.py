@@ -9,6 +9,7 @@ import pytest
 from runner.catalog import (
     ArgKind,
     CommandCatalog,
+    CommandLineError,
     ExposurePolicy,
     PathRole,
     UnknownCommandError,
@@ -136,3 +137,19 @@ def test_help_with_a_bare_percent_does_not_break_the_catalog(catalog: CommandCat
     assert schema["properties"]["datetime_format"]["description"] == (
         "Datetime format used in filenames (e.g., %Y%m%d%H%M%S)"
     )
+
+
+def test_each_command_keeps_zyras_parser_which_raises_instead_of_exiting(
+    catalog: CommandCatalog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    heatmap = catalog.resolve("visualize", "heatmap")
+    assert heatmap.parser is not None
+    assert heatmap.parser.parse_args(["--input", "a.npy"]).input == "a.npy"
+    with pytest.raises(CommandLineError, match="unrecognized arguments: --colour"):
+        heatmap.parser.parse_args(["--colour", "red"])
+    with pytest.raises(CommandLineError, match="help"):
+        heatmap.parser.parse_args(["--help"])
+    assert capsys.readouterr() == ("", "")  # nothing printed in the API process
+    api = catalog.resolve("search", "api")
+    with pytest.raises(CommandLineError, match="--query"):
+        api.parser.parse_args(["--url", "https://x"])  # nested parsers raise too

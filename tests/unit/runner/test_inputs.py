@@ -3,8 +3,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
-from runner.inputs import UploadMeta, file_ref, resolve_file_refs, safe_filename
+from runner.inputs import (
+    StagedInput,
+    UploadMeta,
+    file_ref,
+    resolve_file_refs,
+    safe_filename,
+    stage_inputs,
+)
+from runner.storage import LocalStorage
 
 ID = "ab" * 16
 
@@ -52,3 +61,14 @@ def test_unknown_or_malformed_ids_are_problems(catalog) -> None:
         heatmap, {"input": "file_id:" + "0" * 32, "inputs": ["file_id:../../x"]}, lambda i: None
     )
     assert [p.arg for p in problems] == ["input", "inputs"]
+
+
+def test_inline_content_is_written_and_an_input_has_exactly_one_source(tmp_path) -> None:
+    inline = StagedInput(path="inputs/pipeline/pipeline.json", content='{"stages": []}')
+    staged = stage_inputs(LocalStorage(tmp_path / "storage"), [inline], tmp_path / "work")
+    assert staged == {"inputs/pipeline/pipeline.json"}
+    assert (tmp_path / "work/inputs/pipeline/pipeline.json").read_text() == '{"stages": []}'
+    with pytest.raises(ValidationError):
+        StagedInput(path="x")
+    with pytest.raises(ValidationError):
+        StagedInput(path="x", key="uploads/x/data", content="both")
