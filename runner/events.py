@@ -98,13 +98,18 @@ class RedisEventLog:
         self, url: str, prefix: str = "zyra", max_len: int = 1_000_000, ttl_s: int = 7 * 86400
     ) -> None:
         import redis
+        from redis.exceptions import NoPermissionError
 
         self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-        self._errors = (redis.ConnectionError, redis.TimeoutError)
+        # NOPERM too: a runner's per-job user may run the append script but not load it;
+        # when Redis has lost its script cache, the runner waits as in an outage until
+        # the API loads the script again (api/jobs/runner_credentials.py).
+        self._errors = (redis.ConnectionError, redis.TimeoutError, NoPermissionError)
         self._append = self._redis.register_script(_APPEND_LUA)
         self.prefix, self.max_len, self.ttl_s = prefix, max_len, ttl_s
 
-    def _keys(self, job_id: str) -> tuple[str, str, str]:
+    def keys(self, job_id: str) -> tuple[str, str, str]:
+        """The job's event stream, sequence counter and result (all a runner writes)."""
         base = f"{self.prefix}:job:{job_id}"
         return f"{base}:events", f"{base}:seq", f"{base}:result"
 
@@ -115,8 +120,14 @@ class RedisEventLog:
         except self._errors as exc:
             raise DependencyUnavailableError("Redis", exc) from exc
 
+    def load_scripts(self) -> None:
+        """Put the append script in Redis's script cache: a runner's per-job user may
+        run it (EVALSHA) but not load it, and the cache does not survive a restart."""
+        with self._guard():
+            self._append.sha = self._redis.script_load(self._append.script)
+
     def append(self, job_id: str, **fields: Any) -> JobEvent:
-        events, seq_key, _ = self._keys(job_id)
+        events, seq_key, _ = self.keys(job_id)
         fields["ts"] = fields.get("ts") or time.time()
         with self._guard():
             seq = int(self._append(keys=[events, seq_key],
@@ -132,12 +143,12 @@ class RedisEventLog:
         return out
 
     def read(self, job_id: str, after: int = 0, limit: int = 1000) -> list[JobEvent]:
-        events, _, _ = self._keys(job_id)
+        events, _, _ = self.keys(job_id)
         with self._guard():
             return self._decode(self._redis.xrange(events, f"({after}-0", "+", count=limit))
 
     def wait(self, job_id: str, after: int, timeout_s: float) -> list[JobEvent]:
-        events, _, _ = self._keys(job_id)
+        events, _, _ = self.keys(job_id)
         with self._guard():
             reply = self._redis.xread(
                 {events: f"{after}-0"}, count=1000, block=max(1, int(timeout_s * 1000))
@@ -146,16 +157,16 @@ class RedisEventLog:
 
     def set_result(self, job_id: str, result: RunnerResult) -> None:
         with self._guard():
-            self._redis.set(self._keys(job_id)[2], result.model_dump_json(), ex=self.ttl_s)
+            self._redis.set(self.keys(job_id)[2], result.model_dump_json(), ex=self.ttl_s)
 
     def get_result(self, job_id: str) -> RunnerResult | None:
         with self._guard():
-            raw = self._redis.get(self._keys(job_id)[2])
+            raw = self._redis.get(self.keys(job_id)[2])
         return RunnerResult.model_validate_json(raw) if raw else None
 
     def expire(self, job_id: str, ttl_s: int) -> None:
         with self._guard():
-            for key in self._keys(job_id):
+            for key in self.keys(job_id):
                 self._redis.expire(key, ttl_s)
 
 

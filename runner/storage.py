@@ -35,17 +35,21 @@ def check_key(key: str) -> str:
     return key
 
 
-class Storage(Protocol):
+class RunnerStorage(Protocol):
+    """What a runner does with storage: fetch its inputs, store its outputs."""
+
     def put_file(self, key: str, source: Path) -> None:
         """Store a local file under `key` (the source may be moved away)."""
         ...
 
-    def put_bytes(self, key: str, data: bytes) -> None: ...
-    def get_bytes(self, key: str) -> bytes | None: ...
     def fetch(self, key: str, target: Path) -> None:
         """Copy the object to a local file; KeyError if there is none."""
         ...
 
+
+class Storage(RunnerStorage, Protocol):
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def get_bytes(self, key: str) -> bytes | None: ...
     def open_chunks(self, key: str) -> Iterator[bytes]: ...
     def stat(self, key: str) -> StoredObject | None: ...
     def list(self, prefix: str) -> list[StoredObject]: ...
@@ -231,6 +235,29 @@ class S3Storage:
             batch = [{"Key": k} for k in keys[start : start + 1000]]
             self._call(self._s3.delete_objects, Bucket=self.bucket, Delete={"Objects": batch})
         return len(keys)
+
+    def presign_get(self, key: str, expires_s: int) -> str:
+        """A GET URL for one object, signed for the endpoint runners reach."""
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)},
+            ExpiresIn=expires_s,
+        )  # fmt: skip
+
+    def presign_post(
+        self, prefix: str, max_bytes: int | None, expires_s: int
+    ) -> tuple[str, dict[str, str]]:
+        """A POST policy for any key under `prefix` (each object up to `max_bytes`),
+        signed for the endpoint runners reach: the URL and the form fields, `key` aside."""
+        conditions: list[list[object]] = []
+        if max_bytes is not None:
+            conditions.append(["content-length-range", 0, max_bytes])
+        # A key ending in ${filename} makes boto3 add ["starts-with", "$key", prefix].
+        post = self._s3.generate_presigned_post(
+            self.bucket, check_key(prefix) + "${filename}", Conditions=conditions,
+            ExpiresIn=expires_s,
+        )  # fmt: skip
+        fields = {k: v for k, v in post["fields"].items() if k != "key"}
+        return post["url"], fields
 
     def download_url(self, key: str, filename: str) -> str | None:
         return self._public.generate_presigned_url(

@@ -38,21 +38,26 @@ def wait_ready(
 
 
 class RedisServer:
-    """redis-server with AOF persistence, so a restart keeps what it had."""
+    """redis-server with AOF persistence, so a restart keeps what it had (but not its
+    ACL users: like any Redis without an ACL file). With `password`, the default
+    user needs it, as in production."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (.ci/run installs it)")
         self.binary, self.folder, self.port = binary, folder, free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(self.folder), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+             str(self.folder), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -60,8 +65,12 @@ class RedisServer:
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
+                    auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
+                    conn.sendall(auth + b"PING\r\n")
+                    reply, replies = b"", 2 if auth else 1
+                    while reply.count(b"\r\n") < replies and (chunk := conn.recv(64)):
+                        reply += chunk
+                    if reply.endswith(b"+PONG\r\n"):
                         return
             except OSError:
                 time.sleep(0.05)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from api.jobs.records import JobRecord
+from runner.credentials import JobCredentials
 from runner.spec import JobSpec
 
 
@@ -23,6 +24,8 @@ class RunnerExit:
 
 ExitCallback = Callable[[str, RunnerExit], None]
 StartCallback = Callable[[str, dict[str, Any]], None]  # job id, runner handle
+# Mints the job's own credentials right before its runner starts (None: it needs none).
+CredentialSource = Callable[[JobSpec], JobCredentials | None]
 
 
 class Backend(Protocol):
@@ -37,6 +40,10 @@ class Backend(Protocol):
 
     def reconcile(self, active: list[JobRecord]) -> None:
         """After a restart: re-attach to live runners, report the ones that are gone."""
+        ...
+
+    def release(self, job_id: str) -> None:
+        """Drop what the backend keeps for a finalised job's runner (its credentials)."""
         ...
 
     def runner_logs(self, job_id: str) -> str | None:

@@ -1,9 +1,10 @@
 """The batch/v1 Job that runs one async job in a cluster.
 
 Plain dicts in the API server's own JSON shape, so the manifest can be read,
-tested and created as it is. No secret is ever written into the manifest: the
-job spec (argv, timeout, inputs) travels as an env value, and credentials as
-`secretKeyRef`s to Secrets the operator (or the Helm chart) created.
+tested and created as it is. No secret is ever written into the Job: the job
+spec (argv, timeout, inputs) travels as an env value, and the job's own
+credentials (runner/credentials.py) as a `secretKeyRef` to a Secret of that job
+alone, which the Job owns (Kubernetes deletes it with the Job).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from kubernetes.utils import parse_quantity
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from runner.credentials import CREDENTIALS_ENV, CREDENTIALS_KEY, JobCredentials
 from runner.spec import SPEC_ENV, JobSpec
 
 MANAGED_BY = "zyra-orchestrator"
@@ -24,11 +26,6 @@ WORK_MOUNT = "/work"
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")
 # The API server's own pattern for a resource quantity.
 _QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?")
-
-
-class SecretRef(BaseModel):
-    name: str
-    key: str
 
 
 class RunResources(BaseModel):
@@ -81,9 +78,6 @@ class KubernetesJobSettings(BaseModel):
     deadline_margin_s: int = 60  # startup and upload time on top of the command's timeout
     work_size_limit: str = "10Gi"
     run_as_user: int = 10001
-    redis_url_secret: SecretRef | None = None
-    s3_access_key_secret: SecretRef | None = None
-    s3_secret_key_secret: SecretRef | None = None
     plain_env: dict[str, str] = Field(
         default_factory=dict, description="Non-secret runner settings (storage kind, bucket…)."
     )
@@ -108,19 +102,40 @@ def labels_for(job_id: str, stage: str, command: str) -> dict[str, str]:
     }
 
 
-def _secret_env(name: str, ref: SecretRef | None) -> list[dict[str, Any]]:
-    if ref is None:
-        return []
-    return [{"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}]
+def credentials_secret_name(job_id: str) -> str:
+    return job_name(job_id)
 
 
-def runner_env(spec: JobSpec, k8s: KubernetesJobSettings) -> list[dict[str, Any]]:
+def runner_env(
+    spec: JobSpec, k8s: KubernetesJobSettings, with_credentials: bool = False
+) -> list[dict[str, Any]]:
     env = [{"name": SPEC_ENV, "value": json.dumps(spec.model_dump(mode="json"))}]
     env += [{"name": k, "value": v} for k, v in sorted(k8s.plain_env.items())]
-    env += _secret_env("ZYRA_REDIS_URL", k8s.redis_url_secret)
-    env += _secret_env("AWS_ACCESS_KEY_ID", k8s.s3_access_key_secret)
-    env += _secret_env("AWS_SECRET_ACCESS_KEY", k8s.s3_secret_key_secret)
+    if with_credentials:
+        ref = {"name": credentials_secret_name(spec.job_id), "key": CREDENTIALS_KEY}
+        env.append({"name": CREDENTIALS_ENV, "valueFrom": {"secretKeyRef": ref}})
     return env
+
+
+def credentials_secret(
+    job: dict[str, Any], job_uid: str, credentials: JobCredentials
+) -> dict[str, Any]:
+    """The Secret of one run's credentials, owned by its Job (`job` as created, with the
+    uid the API server gave it), so Kubernetes deletes it with the Job."""
+    meta = job["metadata"]
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": job_uid}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": credentials_secret_name(meta["labels"]["zyra.job-id"]),
+            "namespace": meta["namespace"],
+            "labels": dict(meta["labels"]),
+            "ownerReferences": [owner],
+        },
+        "type": "Opaque",
+        "stringData": {CREDENTIALS_KEY: credentials.model_dump_json()},
+    }
 
 
 def job_manifest(
@@ -129,9 +144,11 @@ def job_manifest(
     command: str,
     k8s: KubernetesJobSettings,
     resources: RunResources | None = None,
+    with_credentials: bool = False,
 ) -> dict[str, Any]:
     """The Job for one run. `spec.work_root` must lie under `k8s.work_mount`; a run's
-    own resources (already checked against the limits) are its request and limit."""
+    own resources (already checked against the limits) are its request and limit;
+    `with_credentials`: its pod reads them from the run's Secret."""
     labels = labels_for(spec.job_id, stage, command)
     requests, limits = dict(k8s.requests), dict(k8s.limits)
     for name, value in (resources.model_dump(exclude_none=True) if resources else {}).items():
@@ -141,7 +158,7 @@ def job_manifest(
         "image": k8s.image,
         "imagePullPolicy": k8s.image_pull_policy,
         "command": list(k8s.runner_command),
-        "env": runner_env(spec, k8s),
+        "env": runner_env(spec, k8s, with_credentials),
         "resources": {"requests": requests, "limits": limits},
         "securityContext": {
             "allowPrivilegeEscalation": False,

@@ -26,15 +26,18 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from api.backends.base import ExitCallback, RunnerExit, StartCallback
+from api.backends.base import CredentialSource, ExitCallback, RunnerExit, StartCallback
 from api.backends.job_manifest import (
     MANAGED_BY,
     KubernetesJobSettings,
     RunResources,
+    credentials_secret,
+    credentials_secret_name,
     job_manifest,
     job_name,
 )
 from api.jobs.records import JobRecord
+from runner.credentials import JobCredentials
 from runner.events import EventLog
 from runner.spec import JobSpec
 
@@ -45,7 +48,9 @@ PULL_FAILURES = frozenset(
      "CreateContainerError", "ErrImageNeverPull"}
 )  # fmt: skip
 SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
-PORTABLE_ENV = frozenset({"LANG", "LC_ALL", "TZ", "MPLBACKEND", "PYTHONUNBUFFERED"})
+PORTABLE_ENV = frozenset(
+    {"LANG", "LC_ALL", "TZ", "MPLBACKEND", "PYTHONUNBUFFERED", "PYTHON_DOTENV_DISABLED"}
+)
 
 
 class KubernetesBackend:
@@ -59,8 +64,10 @@ class KubernetesBackend:
         watch_timeout_s: int = 30,
         events: EventLog | None = None,
         log_fallback_after_s: float = 5.0,
+        credentials: CredentialSource | None = None,
     ) -> None:
         self.settings = settings
+        self.credentials = credentials
         self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.on_start, self.on_exit = on_start, on_exit
@@ -83,8 +90,28 @@ class KubernetesBackend:
             update={"work_root": f"{self.settings.work_mount}/{record.job_id}", "env": portable}
         )
         resources = RunResources.model_validate(record.resources) if record.resources else None
-        manifest = job_manifest(spec, record.stage, record.command, self.settings, resources)
-        self.batch.create_namespaced_job(self.settings.namespace, manifest)
+        credentials = self.credentials(spec) if self.credentials else None
+        manifest = job_manifest(spec, record.stage, record.command, self.settings, resources,
+                                with_credentials=credentials is not None)  # fmt: skip
+        created = self.batch.create_namespaced_job(self.settings.namespace, manifest)
+        if credentials is not None:
+            # After the Job: the Secret is owned by it. Its pod waits for the Secret (a
+            # config error the kubelet retries), a matter of milliseconds.
+            self._create_secret(manifest, created.metadata.uid, credentials)
+
+    def _create_secret(
+        self, job: dict[str, Any], job_uid: str, credentials: JobCredentials
+    ) -> None:
+        try:
+            self.core.create_namespaced_secret(
+                self.settings.namespace, credentials_secret(job, job_uid, credentials)
+            )
+        except Exception:
+            # A Job whose pod can never read its credentials must not stay.
+            self.batch.delete_namespaced_job(
+                job["metadata"]["name"], self.settings.namespace, propagation_policy="Background"
+            )
+            raise
 
     def cancel(self, record: JobRecord) -> None:
         """Delete the Job; its pods go with it (background propagation)."""
@@ -118,6 +145,16 @@ class KubernetesBackend:
                 continue
             if _finished(job) and not self._pods_of(record.job_id):
                 self.on_exit(record.job_id, self._vanished(record.job_id))
+
+    def release(self, job_id: str) -> None:
+        """Delete the run's credentials Secret (else it goes with its Job, at its TTL)."""
+        try:
+            self.core.delete_namespaced_secret(
+                credentials_secret_name(job_id), self.settings.namespace
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     def runner_logs(self, job_id: str) -> str | None:
         for pod in self._pods_of(job_id):

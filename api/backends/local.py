@@ -8,6 +8,7 @@ queues it again.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -18,12 +19,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from api.backends.base import ExitCallback, RunnerExit, StartCallback
+from api.backends.base import CredentialSource, ExitCallback, RunnerExit, StartCallback
 from api.jobs.records import JobRecord
+from runner.credentials import CREDENTIALS_ENV
 from runner.execute import kill_group
 from runner.spec import JobSpec
 
 RUNNER_LOST = "Lost"
+log = logging.getLogger("zyra.local")
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -48,9 +51,11 @@ class LocalBackend:
         on_exit: ExitCallback,
         kill_grace_s: float,
         max_running: int,
+        credentials: CredentialSource | None = None,
     ) -> None:
         self.work_dir = work_dir
-        self.runner_env = runner_env
+        self.runner_env = runner_env  # no secrets: each runner gets its own credentials
+        self.credentials = credentials
         self.on_start = on_start
         self.on_exit = on_exit
         self.kill_grace_s = kill_grace_s
@@ -79,19 +84,30 @@ class LocalBackend:
                 if not self._waiting or len(self._procs) >= self.max_running:
                     return
                 job_id = self._waiting.popleft()
-                proc = self._start(job_id)
+                try:
+                    proc = self._start(job_id)
+                except BaseException:
+                    self._waiting.appendleft(job_id)  # still first in line for the next try
+                    raise
                 self._procs[job_id] = proc
             handle = {"kind": "local", "pid": proc.pid, "start_ticks": _start_ticks(proc.pid)}
             self.on_start(job_id, handle)
             threading.Thread(target=self._watch_child, args=(job_id, proc), daemon=True).start()
 
     def _start(self, job_id: str) -> subprocess.Popen[bytes]:
-        with self.log_path(job_id).open("ab") as log:
+        env = dict(self.runner_env)
+        if self.credentials is not None:
+            # Minted now, not at submission: a queued job's URLs must not expire waiting.
+            spec = JobSpec.model_validate_json(self.spec_path(job_id).read_text())
+            credentials = self.credentials(spec)
+            if credentials is not None:
+                env[CREDENTIALS_ENV] = credentials.model_dump_json()
+        with self.log_path(job_id).open("ab") as runner_log:
             return subprocess.Popen(
                 [sys.executable, "-m", "runner", "--spec", str(self.spec_path(job_id))],
-                env=self.runner_env,
+                env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=runner_log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # cancel can signal the runner's whole group
             )
@@ -104,7 +120,10 @@ class LocalBackend:
         self.on_exit(job_id, RunnerExit(exit_code_of_returncode(returncode), reason))
         with contextlib.suppress(FileNotFoundError):
             self.spec_path(job_id).unlink()
-        self._dispatch()
+        try:
+            self._dispatch()
+        except Exception:  # e.g. Redis down: the next job waits for the next free slot
+            log.exception("could not start the next runner")
 
     def _alive(self, handle: dict[str, Any] | None) -> bool:
         if not handle or handle.get("kind") != "local":
@@ -162,6 +181,9 @@ class LocalBackend:
             time.sleep(0.2)
         # Its exit code is in the result it stored; if it stored none, it was lost.
         self.on_exit(record.job_id, RunnerExit(None, RUNNER_LOST))
+
+    def release(self, job_id: str) -> None:
+        """Nothing kept: the runner's credentials lived in its own environment."""
 
     def runner_logs(self, job_id: str) -> str | None:
         path = self.log_path(job_id)

@@ -10,10 +10,11 @@ from pydantic import ValidationError
 from api.backends.job_manifest import (
     KubernetesJobSettings,
     RunResources,
-    SecretRef,
+    credentials_secret,
     job_manifest,
     label_value,
 )
+from runner.credentials import CREDENTIALS_ENV, JobCredentials
 from runner.spec import SPEC_ENV, JobSpec
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -31,9 +32,6 @@ def settings(**kw) -> KubernetesJobSettings:
         service_account="zyra-runner",
         node_selector={"pool": "batch"},
         tolerations=[{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
-        redis_url_secret=SecretRef(name="zyra-redis", key="url"),
-        s3_access_key_secret=SecretRef(name="zyra-s3", key="access-key"),
-        s3_secret_key_secret=SecretRef(name="zyra-s3", key="secret-key"),
         plain_env={"ZYRA_STORAGE": "s3", "ZYRA_S3_BUCKET": "zyra"},
         **kw,
     )
@@ -62,17 +60,32 @@ def test_one_attempt_with_a_deadline_and_a_ttl() -> None:
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
 
 
-def test_secrets_only_as_references() -> None:
-    job = job_manifest(spec(), "visualize", "heatmap", settings())
+def test_the_jobs_own_credentials_only_as_a_reference_to_its_secret() -> None:
+    job = job_manifest(spec(), "visualize", "heatmap", settings(), with_credentials=True)
     [container] = job["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert json.loads(env[SPEC_ENV]["value"])["argv"] == ["visualize", "heatmap", "--input=a.npy"]
-    assert env["ZYRA_REDIS_URL"] == {
-        "name": "ZYRA_REDIS_URL",
-        "valueFrom": {"secretKeyRef": {"name": "zyra-redis", "key": "url"}},
+    assert env[CREDENTIALS_ENV] == {
+        "name": CREDENTIALS_ENV,
+        "valueFrom": {"secretKeyRef": {"name": f"zyra-{JOB_ID}", "key": "credentials"}},
     }
-    assert "value" not in env["AWS_SECRET_ACCESS_KEY"]
     assert env["ZYRA_S3_BUCKET"]["value"] == "zyra"
+    assert not [name for name in env if name.startswith("AWS_") or name == "ZYRA_REDIS_URL"]
+    plain = job_manifest(spec(), "visualize", "heatmap", settings())  # embedded stores
+    assert CREDENTIALS_ENV not in json.dumps(plain)
+
+
+def test_the_credentials_secret_is_owned_by_its_job() -> None:
+    job = job_manifest(spec(), "visualize", "heatmap", settings(), with_credentials=True)
+    credentials = JobCredentials(redis_url="redis://zyra-job-x:pw@redis:6379/0")
+    secret = credentials_secret(job, "uid-1", credentials)
+    assert secret["metadata"]["name"] == f"zyra-{JOB_ID}"
+    assert secret["metadata"]["namespace"] == "zyra"
+    assert secret["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": f"zyra-{JOB_ID}", "uid": "uid-1"}
+    ]
+    stored = JobCredentials.model_validate_json(secret["stringData"]["credentials"])
+    assert stored == credentials
 
 
 def test_pod_is_locked_down() -> None:
