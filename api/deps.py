@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Security, status
-from fastapi.security import APIKeyHeader
+from fastapi import Depends, Request, Security
+from fastapi.security import SecurityScopes
+from starlette.requests import HTTPConnection
 
 from api.jobs.service import JobService
-from api.security.api_keys import ApiKeyRing
+from api.security.authentication import Authenticator
+from api.security.principals import Principal, Scope
+from api.security.schemes import ApiKeyScheme, BearerScheme
 from runner.catalog import CommandCatalog
 
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+_api_key_scheme = ApiKeyScheme()
+_bearer_scheme = BearerScheme()
 
 
 def get_job_service(request: Request) -> JobService:
@@ -22,24 +26,25 @@ def get_catalog(request: Request) -> CommandCatalog:
     return request.app.state.catalog
 
 
-def require_principal(
-    request: Request, api_key: Annotated[str | None, Security(_api_key_header)]
-) -> str:
-    """The caller's key name; 401 without a valid key."""
-    ring: ApiKeyRing = request.app.state.key_ring
-    name = ring.identify(api_key)
-    if name is None:
-        detail = (
-            ("missing X-API-Key header" if not api_key else "invalid API key")
-            if ring.configured
-            else "no API keys are configured on this server (set ZYRA_API_KEYS)"
-        )
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "APIKey"}
-        )
-    return name
+async def authenticate(
+    security_scopes: SecurityScopes,
+    conn: HTTPConnection,
+    _key: Annotated[None, Security(_api_key_scheme)],
+    _token: Annotated[None, Security(_bearer_scheme)],
+) -> Principal:
+    """The caller, for HTTP and WebSocket routes alike: 401 (WebSocket: close 4401)
+    without valid credentials, 403 (4403) naming a scope the route needs and the
+    caller lacks. The principal is also left in `conn.state.principal`."""
+    authenticator: Authenticator = conn.app.state.authenticator
+    principal = await authenticator.principal(conn)
+    authenticator.require(principal, security_scopes.scopes)
+    conn.state.principal = principal
+    return principal
 
 
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
 CatalogDep = Annotated[CommandCatalog, Depends(get_catalog)]
-CurrentPrincipal = Annotated[str, Depends(require_principal)]
+CurrentPrincipal = Annotated[Principal, Security(authenticate)]  # any valid credential
+ReadPrincipal = Annotated[Principal, Security(authenticate, scopes=[Scope.READ.value])]
+RunPrincipal = Annotated[Principal, Security(authenticate, scopes=[Scope.RUN.value])]
+AdminPrincipal = Annotated[Principal, Security(authenticate, scopes=[Scope.ADMIN.value])]

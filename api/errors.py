@@ -9,8 +9,13 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
 
+from api.security.authentication import close_websocket
 from runner.dependencies import DependencyUnavailableError
+
+CLOSE_TRY_AGAIN = 1013  # a dependency is down
 
 
 def json_safe(value: Any) -> Any:
@@ -32,8 +37,11 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _dependency_down(_: Request, exc: Exception) -> JSONResponse:
+async def _dependency_down(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
     assert isinstance(exc, DependencyUnavailableError)
+    if isinstance(conn, WebSocket):  # e.g. the OAuth2 JWKS, while authenticating
+        await close_websocket(conn, CLOSE_TRY_AGAIN, str(exc))
+        return None
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         content={"detail": str(exc), "dependency": exc.dependency},
