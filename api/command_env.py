@@ -24,6 +24,9 @@ def command_environment(settings: Settings) -> dict[str, str]:
             "MPLBACKEND": "Agg",
             "MPLCONFIGDIR": str(home / ".config" / "matplotlib"),
             "PYTHONUNBUFFERED": "1",
+            # Zyra's `run` loads a .env found above its working directory; nothing should
+            # reach a command's environment that the service did not put there.
+            "PYTHON_DOTENV_DISABLED": "1",
             # The template process imports `runner` from wherever this code lives.
             "PYTHONPATH": str(Path(runner.__file__).resolve().parent.parent),
         }

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
 
 MAX_DEFAULT_WORKERS = 4
 MULTI_WORKER_BACKENDS = frozenset({"kubernetes"})
@@ -119,15 +120,33 @@ APP_LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(messag
 
 
 def on_starting(server: Arbiter) -> None:
-    """In the master, before any worker: the app's own loggers (`zyra.*`) log INFO
-    to stderr, as under `python -m api`; workers inherit this."""
+    """In the master, before any worker: the master's environment holds the keys too,
+    so it is not dumpable either (runner/sandbox.py); the app's own loggers (`zyra.*`)
+    log INFO to stderr, as under `python -m api`; workers inherit both."""
+    from runner.sandbox import make_non_dumpable
+
+    make_non_dumpable()
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format=APP_LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S %z"
         )
+    _redact_credentials()
     if _asked > 1 and not _multi_worker and _asked_by is not None:
         server.log.warning(one_worker_warning(_backend, _asked, _asked_by))
     server.log.info("ZYRA_BACKEND=%s: %d worker(s)", _backend, server.num_workers)
+
+
+def post_worker_init(worker: Worker) -> None:
+    """The Uvicorn worker has given uvicorn's loggers Gunicorn's handlers by now."""
+    _redact_credentials()
+
+
+def _redact_credentials() -> None:
+    """No `?api_key=` value in the access log (uvicorn's, written through Gunicorn's
+    handlers) nor in any other line (api/security/log_redaction.py)."""
+    from api.security.log_redaction import install_log_redaction
+
+    install_log_redaction()
 
 
 def nworkers_changed(server: Arbiter, new_value: int, old_value: int | None) -> None:

@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 from api.backends.job_manifest import RunResources
 from api.jobs.records import JobRecord, RunMode
 from runner.outputs import OutputFile
+from runner.sandbox import SandboxMode, SandboxReport
 
 
 class RunRequest(BaseModel):
@@ -57,7 +58,10 @@ class RunRequest(BaseModel):
         description="Seconds before the command is killed (bounded by the server).",
     )
     callback_url: AnyHttpUrl | None = Field(
-        None, description="POSTed the final job record when an async job ends."
+        None,
+        description="POSTed the final job record when an async job ends. Must lead to a "
+        "public address or one the server allows (ZYRA_OUTBOUND_ALLOW); redirects are "
+        "followed only as 307/308 to such an address.",
     )
     resources: RunResources | None = Field(
         None,
@@ -140,7 +144,9 @@ class JobView(BaseModel):
     stage: str
     command: str
     args: dict[str, Any]
-    submitted_by: str = Field(description="Name of the API key that submitted it.")
+    submitted_by: str = Field(
+        description="Who submitted it: an API key's name, or a token's name claim."
+    )
     exit_code: int | None
     reason: str | None
     progress: float
@@ -170,5 +176,25 @@ class CancelResponse(BaseModel):
     message: str
 
 
+class SandboxStatus(BaseModel):
+    """How commands are confined on this server (docs/security.md)."""
+
+    mode: SandboxMode = Field(description="ZYRA_SANDBOX: required, best-effort or off.")
+    level: Literal["full", "partial", "none"] = Field(
+        description="full: files confined to the job and signals scoped; partial: files "
+        "confined; none: not confined."
+    )
+    landlock_abi: int
+    identity: str = Field(description="Who commands run as.")
+
+    @classmethod
+    def of(cls, report: SandboxReport) -> SandboxStatus:
+        return cls.model_validate(report.model_dump(include=set(cls.model_fields)))
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
+
+
+class ReadinessResponse(HealthResponse):
+    sandbox: SandboxStatus = Field(description="How sync commands are confined here.")

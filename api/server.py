@@ -17,16 +17,21 @@ from api.backends.local import LocalBackend
 from api.command_env import command_environment
 from api.errors import install_error_handlers
 from api.jobs.redis_store import RedisJobStore
+from api.jobs.runner_credentials import CredentialKeeper, RedisJobUsers, RunnerCredentials
 from api.jobs.service import JobService
 from api.jobs.store import JobStore, SqliteJobStore
 from api.retention import RetentionCleaner
 from api.routers import cli, files, health, jobs, stream
 from api.security.api_keys import ApiKeyRing
+from api.security.authentication import Authenticator, install_auth_error_handler
+from api.security.log_redaction import install_log_redaction
+from api.security.oauth2 import TokenVerifier
 from api.settings import Settings
 from runner.catalog import CommandCatalog, ExposurePolicy
 from runner.dependencies import DependencyUnavailableError
 from runner.events import RedisEventLog, SqliteEventLog
 from runner.execute import CommandExecutor, Zygote
+from runner.sandbox import SandboxReport, make_non_dumpable
 from runner.storage import S3Storage, make_storage
 
 log = logging.getLogger("zyra.server")
@@ -62,8 +67,11 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
     env = command_environment(settings)
     events_db = settings.data_dir / "events.sqlite3"
     store: JobStore
+    events: RedisEventLog | SqliteEventLog
+    redis_users = None
     if settings.redis_url:
         store, events = RedisJobStore(settings.redis_url), RedisEventLog(settings.redis_url)
+        redis_users = RedisJobUsers(settings.redis_url, events)
     else:
         store = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
         events = SqliteEventLog(events_db)
@@ -87,12 +95,10 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
         storage,
         CommandExecutor(zygote, settings.kill_grace_s),
         env,
+        # Runners get credentials of their own job (runner/credentials.py), never ours.
+        RunnerCredentials(redis_users, storage if isinstance(storage, S3Storage) else None),
     )
-    # The runner reaches the stores the API uses; its command sees none of this.
     runner_env = {**env, **settings.storage_env, "ZYRA_EVENT_DB": str(events_db)}
-    runner_env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
-    if settings.redis_url:
-        runner_env["ZYRA_REDIS_URL"] = settings.redis_url
     if settings.backend == "kubernetes":
         service.backend = _kubernetes_backend(settings, service)
     else:
@@ -103,6 +109,7 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
             service.on_runner_exit,
             settings.kill_grace_s,
             settings.local_max_running,
+            credentials=service.runner_credentials,
         )
     return service
 
@@ -127,7 +134,28 @@ def _kubernetes_backend(settings: Settings, service: JobService) -> Backend:
         settings.k8s_pull_failure_timeout_s,
         events=service.events,
         log_fallback_after_s=settings.k8s_log_fallback_after_s,
+        credentials=service.runner_credentials,
     )
+
+
+def _make_private(settings: Settings, sandbox: SandboxReport) -> None:
+    """The data dir is the service's alone. Commands that run as another uid may pass
+    through it (not list it) to their own folders under work/; every file in it is
+    created 0600 (umask) and every job folder 0700. A sync executor (another uid in
+    the pod's group) passes through the work dir as the group: 2710, so that job
+    folders inherit the group (runner/workspace.py shares them)."""
+    traverse = 0o711 if sandbox.drop_to_uid is not None else 0o700
+    modes = {settings.data_dir: traverse, settings.work_dir: traverse}
+    if settings.sync_executor_socket is not None:
+        modes[settings.work_dir] = 0o2710 | traverse
+        if settings.data_dir in settings.work_dir.parents:
+            modes[settings.data_dir] = 0o010 | traverse
+    for folder, mode in modes.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            os.chmod(folder, mode)
+        except PermissionError as exc:  # a mount point the service does not own
+            log.warning("could not make %s private: %s", folder, exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -138,24 +166,52 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Our environment holds the keys: no other process of our uid may read it.
+        make_non_dumpable()
+        os.umask(0o077)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         policy = ExposurePolicy(tuple(settings.stages), tuple(settings.commands_deny))
         catalog = await anyio.to_thread.run_sync(CommandCatalog.from_zyra, policy)
-        zygote = Zygote(command_environment(settings))
+        zygote = Zygote(
+            command_environment(settings),
+            settings.sandbox_policy,
+            socket_path=settings.sync_executor_socket,
+        )
+        # ZYRA_SANDBOX=required on a machine that cannot confine, or a sync executor that
+        # does not answer within the start timeout: the start fails here.
         await anyio.to_thread.run_sync(zygote.start)
+        if settings.sync_executor_socket is not None:
+            log.info("sync runs fork in the sync executor at %s", settings.sync_executor_socket)
+        assert zygote.sandbox is not None
+        _make_private(settings, zygote.sandbox)
+        for problem in zygote.sandbox.problems:
+            log.warning("sandbox (%s): %s", settings.sandbox.value, problem)
         service = build_job_service(settings, catalog, zygote)
+        app.state.sandbox = zygote.sandbox
+        app.state.sync_executor = zygote
         app.state.settings = settings
         app.state.catalog = catalog
         app.state.key_ring = ApiKeyRing.from_sources(
             settings.api_keys, settings.api_keys_file, settings.api_key
         )
+        oauth2 = settings.oauth2
+        app.state.authenticator = Authenticator(
+            app.state.key_ring, TokenVerifier(oauth2) if oauth2 else None
+        )
+        if oauth2:
+            log.info("OAuth2 bearer tokens of %s accepted", oauth2.issuer)
+        install_log_redaction()  # whatever server runs us: no ?api_key= in its logs
         app.state.job_service = service
         threading.Thread(target=_reconcile_until_done, args=(service,), daemon=True).start()
         cleaner = RetentionCleaner(service.storage, settings)
         cleaner.start()
+        keeper = CredentialKeeper(service.sync_runner_users, settings.redis_acl_sync_s)
+        if settings.redis_url:
+            keeper.start()
         try:
             yield
         finally:
+            keeper.stop()
             cleaner.stop()
             assert service.backend is not None
             service.backend.close()
@@ -168,6 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_auth_error_handler(app)
     for router in (health.router, cli.router, jobs.router, files.router, stream.router):
         app.include_router(router)
     return app

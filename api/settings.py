@@ -6,13 +6,19 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from api.backends.job_manifest import KubernetesJobSettings
+from api.security.jwks import insecure_url_problem
+from api.security.oauth2 import ASYMMETRIC_ALGORITHMS, OAuth2Config
 from runner.catalog import DEFAULT_STAGES, STAGE_SOURCES
+from runner.outbound import OutboundPolicy
+from runner.quotas import MB, RunQuotas
+from runner.sandbox import SandboxMode, SandboxPolicy
 
 CommaList = Annotated[list[str], NoDecode]
+DEFAULT_DATA_DIR = Path(tempfile.gettempdir()) / "zyra-orchestrator"
 
 
 def _split(value: object) -> object:
@@ -30,22 +36,144 @@ class Settings(BaseSettings):
     # --- authentication -----------------------------------------------------------------
     api_keys: CommaList = Field(
         default_factory=list,
-        description="Comma-separated API keys, each `key` or `name:key`. "
-        "With no key configured at all, only health and docs answer.",
+        description="Comma-separated API keys, each `key` or `name:key`, optionally "
+        "followed by scopes after a space (`ops:k admin`; default `run read`). "
+        "With no key (and no OAuth2 issuer) configured, only health and docs answer.",
     )
     api_keys_file: Path | None = Field(
         None,
         description="File with one `name:key` or `name:sha256:<hex digest>` per line "
-        "(e.g. a mounted Secret); blank lines and `#` comments are ignored.",
+        "(e.g. a mounted Secret), optionally followed by scopes: `alice:sha256:… run,read`; "
+        "blank lines and `#` comments are ignored.",
     )
     api_key: str | None = Field(
         None, description="A single key, as Zyra's own API reads it (`ZYRA_API_KEY`)."
     )
 
+    # --- authentication: OAuth2 bearer tokens (docs/security.md, "Principals") -------------
+    oauth2_issuer: str | None = Field(
+        None,
+        description="Issuer of the JWT access tokens accepted as `Authorization: Bearer`, "
+        "exactly as their `iss` claim says (e.g. `https://id.example.com/realms/zyra`); "
+        "HTTPS (HTTP only on loopback). Unset: no tokens, only API keys.",
+    )
+    oauth2_audience: Annotated[CommaList, BeforeValidator(_split)] = Field(
+        default_factory=list,
+        description="Accepted `aud` values, comma-separated (a token must name one); "
+        "required with an issuer, so tokens the issuer made for other services are refused.",
+    )
+    oauth2_jwks_url: str | None = Field(
+        None,
+        description="The issuer's signing keys (JWKS); default: the `jwks_uri` of "
+        "ISSUER/.well-known/openid-configuration. HTTPS (HTTP only on loopback).",
+    )
+    oauth2_algorithms: Annotated[CommaList, BeforeValidator(_split)] = Field(
+        default_factory=lambda: list(ASYMMETRIC_ALGORITHMS),
+        description="Signature algorithms accepted, comma-separated; asymmetric only "
+        f"({', '.join(ASYMMETRIC_ALGORITHMS)}): never `none`, never HS*.",
+    )
+    oauth2_leeway_s: float = Field(
+        30.0, ge=0, le=300, description="Clock skew allowed when checking exp, nbf and iat."
+    )
+    oauth2_name_claim: str = Field(
+        "sub",
+        min_length=1,
+        description="Claim naming the principal (a job's `submitted_by`), e.g. "
+        "`preferred_username` or `email`; `sub` when a token lacks it. Ownership keys on "
+        "`sub` whatever this says.",
+    )
+    oauth2_scope_claim: str = Field(
+        "scope",
+        min_length=1,
+        description="Claim holding the scopes: a space-separated string or a list. A dotted "
+        "name not found as such reaches into nested claims (`realm_access.roles`).",
+    )
+    oauth2_scope_prefix: str = Field(
+        "",
+        description="Prefix of this service's scopes in that claim, e.g. `zyra:` to read "
+        "`zyra:run` as `run`; values without it are ignored.",
+    )
+    oauth2_jwks_cache_s: float = Field(
+        600.0, ge=1, description="How long fetched signing keys are used before a refetch."
+    )
+    oauth2_jwks_refetch_interval_s: float = Field(
+        30.0,
+        ge=1,
+        description="Least time between two JWKS fetches: a token naming an unknown key "
+        "(`kid`, as after a key rotation) makes a refetch at most this often.",
+    )
+
+    @field_validator("oauth2_issuer", "oauth2_jwks_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("oauth2_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, algorithms: list[str]) -> list[str]:
+        refused = [a for a in algorithms if a not in ASYMMETRIC_ALGORITHMS]
+        if refused:
+            raise ValueError(
+                f"algorithms {refused} are not accepted; accepted: "
+                f"{', '.join(ASYMMETRIC_ALGORITHMS)} (never none or HS*: the issuer's keys "
+                "are public)"
+            )
+        if not algorithms:
+            raise ValueError("name at least one algorithm, e.g. RS256")
+        return algorithms
+
+    @model_validator(mode="after")
+    def _oauth2_complete(self) -> Settings:
+        if self.oauth2_issuer is None:
+            if self.oauth2_audience or self.oauth2_jwks_url:
+                raise ValueError(
+                    "ZYRA_OAUTH2_AUDIENCE or ZYRA_OAUTH2_JWKS_URL is set without "
+                    "ZYRA_OAUTH2_ISSUER; set the issuer too (or neither)"
+                )
+            return self
+        if not self.oauth2_audience:
+            raise ValueError(
+                "ZYRA_OAUTH2_ISSUER needs ZYRA_OAUTH2_AUDIENCE: the `aud` this service's "
+                "tokens carry (e.g. its client id or API identifier)"
+            )
+        for name, url in (("ISSUER", self.oauth2_issuer), ("JWKS_URL", self.oauth2_jwks_url)):
+            problem = insecure_url_problem(url) if url else None
+            if problem:
+                raise ValueError(f"ZYRA_OAUTH2_{name}: {problem}")
+        return self
+
+    @property
+    def oauth2(self) -> OAuth2Config | None:
+        if self.oauth2_issuer is None:
+            return None
+        return OAuth2Config(
+            issuer=self.oauth2_issuer,
+            audiences=tuple(self.oauth2_audience),
+            jwks_url=self.oauth2_jwks_url,
+            algorithms=tuple(self.oauth2_algorithms),
+            leeway_s=self.oauth2_leeway_s,
+            name_claim=self.oauth2_name_claim,
+            scope_claim=self.oauth2_scope_claim,
+            scope_prefix=self.oauth2_scope_prefix,
+            jwks_cache_s=self.oauth2_jwks_cache_s,
+            jwks_refetch_interval_s=self.oauth2_jwks_refetch_interval_s,
+        )
+
     # --- where things live --------------------------------------------------------------
     data_dir: Path = Field(
-        default_factory=lambda: Path(tempfile.gettempdir()) / "zyra-orchestrator",
+        default_factory=lambda: DEFAULT_DATA_DIR,
         description="Root of the embedded job store, results and working directories.",
+    )
+    work_dir: Path = Field(
+        default_factory=lambda data: data.get("data_dir", DEFAULT_DATA_DIR) / "work",
+        description="Where each job gets its folders; default DATA_DIR/work. With a sync "
+        "executor, a volume it shares with the API, at the same path in both containers.",
+    )
+    sync_executor_socket: Path | None = Field(
+        None,
+        description="Unix socket of the sync executor (`python -m runner.zygote --listen "
+        "PATH`, a container of its own: no secrets, another uid in the pod's group). Sync "
+        "runs fork there instead of in a template process of the API; unset: the API's own.",
     )
     backend: Literal["local", "kubernetes"] = Field(
         "local", description="Where async runs execute."
@@ -53,7 +181,7 @@ class Settings(BaseSettings):
     k8s: KubernetesJobSettings = Field(
         default_factory=KubernetesJobSettings,
         description="Runner Jobs with ZYRA_BACKEND=kubernetes: ZYRA_K8S__NAMESPACE, "
-        'ZYRA_K8S__IMAGE, ZYRA_K8S__REDIS_URL_SECRET=\'{"name": …, "key": …}\', …',
+        "ZYRA_K8S__IMAGE, ZYRA_K8S__DEADLINE_MARGIN_S, …",
     )
     k8s_kubeconfig: Path | None = Field(
         None, description="kubeconfig file; unset: the pod's in-cluster service account."
@@ -66,6 +194,19 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         None, description="Redis for job records and event streams; unset: embedded store."
+    )
+    redis_acl_sync_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often the per-job Redis users of running jobs are checked and "
+        "re-created if Redis lost them (a restart: ACL users live in memory only).",
+    )
+    runner_credentials_margin_s: int = Field(
+        900,
+        ge=60,
+        description="How long a runner's presigned S3 URLs outlive its timeout: time to "
+        "fetch inputs and store outputs (for a runner Job, on top of "
+        "ZYRA_K8S__DEADLINE_MARGIN_S).",
     )
     storage: Literal["local", "s3"] = Field("local", description="Where files are kept.")
     storage_dir: Path | None = Field(
@@ -93,6 +234,12 @@ class Settings(BaseSettings):
     commands_deny: CommaList = Field(
         default_factory=list,
         description="`stage` or `stage/command` entries (canonical names) to hide.",
+    )
+    pipeline_env_allow: Annotated[CommaList, BeforeValidator(_split)] = Field(
+        default_factory=list,
+        description="Environment variables a `run` pipeline may reference (`$NAME`, "
+        "`${NAME:-default}`), expanded from the command's environment; any other "
+        "reference is refused.",
     )
     allowed_path_prefixes: CommaList = Field(
         default_factory=list,
@@ -130,10 +277,57 @@ class Settings(BaseSettings):
     max_log_bytes: int = Field(
         4 << 20, ge=1024, description="stdout/stderr kept per stream in a job record."
     )
+    run_max_log_mb: int | None = Field(
+        32,
+        ge=1,
+        description="Text one command may print (stdout and stderr together); "
+        "beyond it the job fails with LogLimitExceeded. Unset: no limit.",
+    )
+    run_max_disk_mb: int | None = Field(
+        8192,
+        ge=1,
+        description="Disk one command may fill (its folders and binary stdout); "
+        "beyond it the job fails with DiskQuotaExceeded. Unset: no limit.",
+    )
+
+    # --- confinement (docs/security.md) -------------------------------------------------
+    sandbox: SandboxMode = Field(
+        SandboxMode.BEST_EFFORT,
+        description="required: refuse to start (or fail the job) when commands cannot be "
+        "confined; best-effort: confine with what the kernel offers; off: do not confine.",
+    )
+    sandbox_uid: int = Field(65534, ge=1, description="uid commands run as when started as root.")
+    sandbox_gid: int = Field(65534, ge=1, description="gid commands run as when started as root.")
+    sandbox_tool_paths: CommaList = Field(
+        default_factory=list,
+        description="Software commands may read and run besides Python's and the system's, "
+        "e.g. a folder with wgrib2 or map data (ZYRA_ALLOWED_PATH_PREFIXES are data: read only).",
+    )
+
+    # --- outbound requests (docs/security.md) ------------------------------------------
+    outbound_allow: Annotated[CommaList, BeforeValidator(_split)] = Field(
+        default_factory=list,
+        description="Destinations callbacks and URL arguments may reach besides public "
+        "addresses: host names (`n8n.automation.svc.cluster.local`), `*.suffix` patterns "
+        "(a name listed either way is trusted with whatever it resolves to) and addresses "
+        "or CIDRs (`10.42.0.0/16`, `127.0.0.1`). Otherwise loopback, link-local (cloud "
+        "metadata), private, shared, multicast and reserved addresses, and names such as "
+        "`localhost`, single-label names, `*.svc`, `*.cluster.local` are refused.",
+    )
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _valid_outbound_entries(cls, entries: list[str]) -> list[str]:
+        OutboundPolicy.from_entries(entries)  # raises ValueError naming a bad entry
+        return entries
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy.from_entries(self.outbound_allow)
 
     _split_lists = field_validator(
         "api_keys", "stages", "commands_deny", "allowed_path_prefixes", "run_env_passthrough",
-        mode="before",
+        "sandbox_tool_paths", mode="before",
     )(_split)  # fmt: skip
 
     @field_validator("stages")
@@ -152,9 +346,46 @@ class Settings(BaseSettings):
             raise ValueError(f"allowed path prefixes must be absolute: {relative}")
         return prefixes
 
+    @model_validator(mode="after")
+    def _no_readable_secrets(self) -> Settings:
+        """A folder commands may read must not hold the service's own files."""
+        for setting, paths in (
+            ("ZYRA_ALLOWED_PATH_PREFIXES", self.allowed_path_prefixes),
+            ("ZYRA_SANDBOX_TOOL_PATHS", self.sandbox_tool_paths),
+        ):
+            for path in paths:
+                for private in self.private_paths:
+                    if _holds(path, private):
+                        raise ValueError(
+                            f"{setting} names {path}, which holds {private} (the service's "
+                            "own files); name a folder that holds only data"
+                        )
+        return self
+
     @property
-    def work_dir(self) -> Path:
-        return self.data_dir / "work"
+    def private_paths(self) -> list[Path]:
+        """What no command may ever read: stores, keys, credentials."""
+        paths = [self.data_dir, self.work_dir, self.local_storage_dir]  # work: other jobs'
+        paths += [p for p in (self.api_keys_file, self.k8s_kubeconfig) if p is not None]
+        return paths
+
+    @property
+    def sandbox_policy(self) -> SandboxPolicy:
+        return SandboxPolicy(
+            mode=self.sandbox,
+            read_paths=list(self.allowed_path_prefixes),
+            tool_paths=list(self.sandbox_tool_paths),
+            private_paths=[str(p) for p in self.private_paths],
+            uid=self.sandbox_uid,
+            gid=self.sandbox_gid,
+        )
+
+    @property
+    def run_quotas(self) -> RunQuotas:
+        return RunQuotas(
+            log_bytes=self.run_max_log_mb * MB if self.run_max_log_mb else None,
+            disk_bytes=self.run_max_disk_mb * MB if self.run_max_disk_mb else None,
+        )
 
     @property
     def local_storage_dir(self) -> Path:
@@ -162,8 +393,8 @@ class Settings(BaseSettings):
 
     @property
     def storage_env(self) -> dict[str, str]:
-        """What a runner needs to reach the same storage (no credentials: those
-        come from the runner's own environment)."""
+        """What a runner needs to reach the same storage (no credentials: each job
+        gets its own, runner/credentials.py)."""
         env = {"ZYRA_STORAGE": self.storage, "ZYRA_STORAGE_DIR": str(self.local_storage_dir)}
         for name, value in (
             ("ZYRA_S3_BUCKET", self.s3_bucket),
@@ -173,3 +404,8 @@ class Settings(BaseSettings):
             if value:
                 env[name] = value
         return env
+
+
+def _holds(outer: str | Path, inner: str | Path) -> bool:
+    outer_path, inner_path = Path(outer).resolve(), Path(inner).resolve()
+    return inner_path == outer_path or outer_path in inner_path.parents

@@ -1,13 +1,16 @@
 """Latency of a sync heatmap: through the API vs a fresh `zyra` process.
 
-Starts the API (embedded default) on a free port, then times N sequential and
-N concurrent requests, and N runs of the `zyra` CLI itself. Prints a table.
+Starts the API on a free port (embedded default; with --sync-executor, sync runs
+fork in a separate `python -m runner.zygote --listen` process, as in the chart),
+then times N sequential and N concurrent requests, and N runs of the `zyra` CLI
+itself. Prints a table.
 
-    .venv/bin/python bench/sync_latency.py [N]
+    .venv/bin/python bench/sync_latency.py [N] [--sync-executor]
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -20,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.e2e.conftest import start_api, stop_api
+from tests.e2e.sync_executor import SyncExecutor
 
 ARGS = ["--width", "320", "--height", "160", "--no-coastline", "--no-borders", "--no-gridlines"]
 
@@ -30,16 +34,29 @@ def row(label: str, times: list[float]) -> str:
     return f"| {label:<34} | {len(ms):>3} | {statistics.median(ms):>8.1f} | {p95:>8.1f} |"
 
 
-def main(n: int) -> None:
+def main(n: int, sync_executor: bool) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="zyra-bench-"))
-    np.save(tmp / "field.npy", np.random.default_rng(0).random((90, 180)))
+    inputs = tmp / "inputs"  # an allowed path prefix may not hold the API's data dir
+    inputs.mkdir()
+    np.save(inputs / "field.npy", np.random.default_rng(0).random((90, 180)))
     body = {
         "stage": "visualize",
         "command": "heatmap",
-        "args": {"input": str(tmp / "field.npy"), "output": "h.png", "width": 320, "height": 160,
+        "args": {"input": str(inputs / "field.npy"), "output": "h.png", "width": 320, "height": 160,
                  "no_coastline": True, "no_borders": True, "no_gridlines": True},
     }  # fmt: skip
-    server = start_api(tmp, tmp)
+    executor = SyncExecutor(tmp / "pod" / "executor.sock", tmp / "executor.log")
+    env = {}
+    if sync_executor:
+        executor.start()
+        env = {"ZYRA_SYNC_EXECUTOR_SOCKET": str(executor.socket),
+               "ZYRA_WORK_DIR": str(tmp / "pod" / "work")}  # fmt: skip
+    try:
+        server = start_api(tmp / "api", inputs, **env)
+    except BaseException:
+        if sync_executor:
+            executor.stop()
+        raise
     try:
         with server.client() as client:
 
@@ -57,15 +74,18 @@ def main(n: int) -> None:
                 wall = time.perf_counter() - t0
     finally:
         stop_api(server)
+        if sync_executor:
+            executor.stop()
     cli = []
     for _ in range(min(n, 5)):
         t = time.perf_counter()
         subprocess.run(
             [str(Path(sys.executable).parent / "zyra"), "visualize", "heatmap", "--input",
-             str(tmp / "field.npy"), "--output", str(tmp / "cli.png"), *ARGS],
+             str(inputs / "field.npy"), "--output", str(tmp / "cli.png"), *ARGS],
             check=True, capture_output=True,
         )  # fmt: skip
         cli.append(time.perf_counter() - t)
+    print("sync runs in:", "a sync executor process" if sync_executor else "the API's own")
     print("| sync heatmap 320x160                | n   | median ms | p95 ms   |")
     print("|------------------------------------|-----|----------|----------|")
     print(row("API, one at a time", sequential))
@@ -75,4 +95,9 @@ def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", type=int, nargs="?", default=20)
+    parser.add_argument("--sync-executor", action="store_true",
+                        help="sync runs in a sync executor process, as in the chart")  # fmt: skip
+    args = parser.parse_args()
+    main(args.n, args.sync_executor)

@@ -1,10 +1,12 @@
 """What one command's process does after the fork, until it exits.
 
-It runs in a freshly forked child of the template process (see zygote.py): its
-own session and process group (so a timeout can kill everything it started),
-its own working directory, stdin from /dev/null, stdout and stderr on the
-descriptors the caller passed (so C libraries and subprocesses are captured
-too, not only Python's sys.stdout), a scrubbed environment and resource limits.
+It runs in a freshly forked child of the template process (see zygote.py) or of
+a runner: its own session and process group (so a timeout can kill everything
+it started), its own working directory, stdin from /dev/null, stdout and stderr
+on the descriptors the caller passed (so C libraries and subprocesses are
+captured too, not only Python's sys.stdout), no other descriptor of its parent,
+a scrubbed environment, resource limits, a subreaper for whatever it starts,
+and the sandbox (runner/sandbox.py) last, right before Zyra runs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,17 @@ import traceback
 from typing import Any, NoReturn
 
 from pydantic import BaseModel, Field
+
+from runner import socket_guard
+from runner.outbound import OutboundPolicy
+from runner.reaper import become_subreaper
+from runner.sandbox import (
+    SANDBOX_EXIT_CODE,
+    SandboxPolicy,
+    SandboxReport,
+    SandboxUnavailableError,
+    confine,
+)
 
 PR_SET_PDEATHSIG = 1
 
@@ -41,6 +54,14 @@ class ChildRequest(BaseModel):
     cwd: str
     env: dict[str, str]
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
+    sandbox: SandboxPolicy = Field(default_factory=SandboxPolicy)
+    writable: list[str] = Field(
+        default_factory=list, description="The job's own folders: all a command may write."
+    )
+    outbound_allow: list[str] = Field(
+        default_factory=list,
+        description="ZYRA_OUTBOUND_ALLOW: internal destinations the command may still reach.",
+    )
 
 
 def exit_code_of(exc: SystemExit) -> int:
@@ -84,9 +105,20 @@ def _redirect_stdio(stdout_fd: int, stderr_fd: int) -> None:
     os.dup2(stderr_fd, 2)
     for fd in {devnull, stdout_fd, stderr_fd} - {0, 1, 2}:
         os.close(fd)
-    # Lines reach a watching client as they are written, not at exit.
-    for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    # Nothing the parent had open (sockets, databases, other jobs' pipes) comes along.
+    os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    # sys.stdout/stderr must write to descriptors 1 and 2 (a host that swapped them, like
+    # pytest's capture, gets fresh ones); lines reach a watching client as written.
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        stream = getattr(sys, name)
+        try:
+            on_fd = stream.fileno() == fd
+        except (OSError, ValueError, AttributeError):
+            on_fd = False
+        if on_fd:
+            stream.reconfigure(line_buffering=True)
+        else:
+            setattr(sys, name, open(fd, "w", buffering=1, closefd=False, errors="replace"))  # noqa: SIM115
 
 
 def _reset_logging() -> None:
@@ -96,6 +128,16 @@ def _reset_logging() -> None:
     for handler in root.handlers[:]:
         root.removeHandler(handler)
     root.setLevel(logging.WARNING)
+
+
+def _per_run_state() -> None:
+    """Library state fixed at import time in the template process that must follow
+    this job's HOME instead (cartopy downloads map data under it)."""
+    cartopy = sys.modules.get("cartopy")
+    if cartopy is not None:
+        cartopy.config["data_dir"] = os.path.join(
+            os.path.expanduser("~"), ".local", "share", "cartopy"
+        )
 
 
 def run_zyra(argv: list[str]) -> int:
@@ -114,8 +156,11 @@ def run_zyra(argv: list[str]) -> int:
     return code if isinstance(code, int) and not isinstance(code, bool) else int(bool(code))
 
 
-def become_command(request: ChildRequest, stdout_fd: int, stderr_fd: int) -> NoReturn:
-    """Turn this freshly forked process into the command; never returns."""
+def become_command(
+    request: ChildRequest, stdout_fd: int, stderr_fd: int, sandbox: SandboxReport
+) -> NoReturn:
+    """Turn this freshly forked process into the command; never returns. `sandbox` is
+    what the launcher found this machine offers (runner.sandbox.probe)."""
     code = 1
     try:
         _die_with_parent()
@@ -127,13 +172,26 @@ def become_command(request: ChildRequest, stdout_fd: int, stderr_fd: int) -> NoR
         os.environ.clear()
         os.environ.update(request.env)
         tempfile.tempdir = None  # recomputed from this job's TMPDIR
+        os.umask(request.sandbox.umask)
+        become_subreaper()
         _apply_limits(request.limits)
+        confine(request.sandbox, sandbox, request.writable)
+        # What Zyra connects to by itself (redirects, pages, a name resolving anew) is held
+        # to the same rule as the URLs the API checked.
+        socket_guard.install(OutboundPolicy.from_entries(request.outbound_allow))
+        _per_run_state()
         code = run_zyra(request.argv)
+    except SandboxUnavailableError as exc:
+        with contextlib.suppress(Exception):
+            print(f"[sandbox] the command was not run: {exc}", file=sys.stderr)
+        code = SANDBOX_EXIT_CODE
     except BaseException:
-        traceback.print_exc()
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
     finally:
+        # Whatever happened above, this process never returns into its parent's code.
         _flush_quietly(sys.stdout, sys.stderr)
-    os._exit(code)
+        os._exit(code)
 
 
 def _flush_quietly(*streams: Any) -> None:

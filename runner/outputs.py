@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from runner.storage import Storage
+from runner.storage import RunnerStorage
 
 HASH_CHUNK = 1 << 20
 # Leading bytes → the file extension a user would expect for binary stdout.
@@ -60,6 +60,17 @@ def is_text(path: Path, probe_bytes: int = 1 << 16) -> bool:
     return True
 
 
+def looks_binary(chunk: bytes) -> bool:
+    """Whether a chunk of stdout is binary data rather than text."""
+    if b"\x00" in chunk:
+        return True
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start < len(chunk) - 3  # not just a character cut at the chunk's end
+    return False
+
+
 def stdout_suffix(path: Path) -> str:
     with path.open("rb") as f:
         head = f.read(16)
@@ -67,7 +78,7 @@ def stdout_suffix(path: Path) -> str:
 
 
 def collect_outputs(
-    workdir: Path, storage: Storage, prefix: str, exclude: frozenset[str] = frozenset()
+    workdir: Path, storage: RunnerStorage, prefix: str, exclude: frozenset[str] = frozenset()
 ) -> list[OutputFile]:
     """Store every regular file the command left in workdir under `prefix/<name>`.
 
@@ -87,7 +98,7 @@ def collect_outputs(
     return outputs
 
 
-def keep_binary_stdout(stdout_path: Path, storage: Storage, prefix: str) -> OutputFile:
+def keep_binary_stdout(stdout_path: Path, storage: RunnerStorage, prefix: str) -> OutputFile:
     """Store binary stdout as an output named stdout.<ext> (by its magic bytes)."""
     name = "stdout" + stdout_suffix(stdout_path)
     output = OutputFile(

@@ -18,6 +18,7 @@ from runner import progress
 from runner.dependencies import DependencyUnavailableError
 from runner.events import EventLog
 from runner.execute import Stream
+from runner.outputs import looks_binary
 
 
 class OutputPublisher:
@@ -56,7 +57,7 @@ class OutputPublisher:
             self.emit(progress=value)
 
     def output(self, stream: Stream, chunk: bytes) -> None:
-        if stream is Stream.STDOUT and not self.stdout_binary and _looks_binary(chunk):
+        if stream is Stream.STDOUT and not self.stdout_binary and looks_binary(chunk):
             # Binary stdout becomes an output file, not log lines.
             self.stdout_binary = True
             self._partial[stream] = b""
@@ -92,13 +93,3 @@ class OutputPublisher:
             if self._pending:
                 time.sleep(min(self._backoff_s, max(0.0, deadline - time.monotonic())))
         return not self._pending
-
-
-def _looks_binary(chunk: bytes) -> bool:
-    if b"\x00" in chunk:
-        return True
-    try:
-        chunk.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return exc.start < len(chunk) - 3  # not just a character cut at the chunk's end
-    return False

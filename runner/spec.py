@@ -1,8 +1,8 @@
 """The job spec a runner receives: everything to run one command, no secrets.
 
-Credentials (Redis, S3) reach the runner through its own environment (a
-`secretKeyRef` in a cluster), never through the spec, so the spec can be
-shown by `kubectl describe` or written to disk.
+Credentials, the job's own (runner/credentials.py), reach the runner through
+its environment (from a per-job Secret in a cluster), never through the spec,
+so the spec can be shown by `kubectl describe` or written to disk.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 
 from runner.child import ResourceLimits
 from runner.inputs import StagedInput
+from runner.quotas import RunQuotas
+from runner.sandbox import SandboxPolicy
 
 SPEC_ENV = "ZYRA_JOB_SPEC"
 
@@ -31,6 +33,9 @@ class JobSpec(BaseModel):
         default_factory=list, description="Uploads to fetch into the working directory."
     )
     max_log_bytes: int = 4 << 20
+    sandbox: SandboxPolicy = Field(default_factory=SandboxPolicy)
+    quotas: RunQuotas = Field(default_factory=RunQuotas)
+    outbound_allow: list[str] = Field(default_factory=list)
 
 
 def load_spec(path: str | None) -> JobSpec:

@@ -1,18 +1,35 @@
 """The template process: Zyra imported once, a fork per command.
 
 Importing Zyra and its scientific stack costs most of a second; forking a
-process that already has them costs milliseconds. The API starts this process
-once (with a scrubbed environment, so not even /proc/<pid>/environ of a command
-shows the API's secrets) and asks it over a Unix socket to fork a child per
-command, passing the child's stdout/stderr pipes as file descriptors.
+process that already has them costs milliseconds. Two ways to run it:
+
+- `python -m runner.zygote <fd> <policy-json>`: the API's own (the embedded
+  default), started with a scrubbed environment over a socketpair; it exits when
+  the API closes its end.
+- `python -m runner.zygote --listen PATH`: the sync executor, in a container of
+  its own (no Secrets, no ServiceAccount token, another uid). It binds a Unix
+  socket at PATH (mode 0660: the pod's group may connect) and serves every
+  process that connects (each Gunicorn worker of the API is one client). Its
+  sandbox policy comes from its own environment (`SandboxPolicy.from_env`); each
+  request still carries the API's, never weaker than its own. On SIGTERM it
+  stops taking work and exits once its running commands are done.
+
+Either way a command's initial environment (/proc/<pid>/environ) is this
+process's, which holds no secret. It is a subreaper (runner/reaper.py): anything
+a finished command left behind, `setsid()` or not, comes back to it and is
+killed. It is not dumpable, single-threaded, and each child confines itself
+(runner/sandbox.py) with what `probe` found at start-up.
 
 Protocol (SOCK_SEQPACKET, one JSON message per packet):
-  server → client  {"ready": true}                       once, after preloading
+  server → client  {"ready": true, "sandbox": report}    once per client, after preloading
+  server → client  {"ready": false, "error"}             sandbox required, not possible
   client → server  {"id", "request": ChildRequest} + 2 fds (stdout, stderr)
+  client → server  {"kill": pid, "signal": n}            signal a running command's group
   server → client  {"id", "pid"}                         the child is running
   server → client  {"id", "status"}                      its raw wait status
   server → client  {"id", "error"}                       the fork failed
-The server exits when the client closes its end.
+A client's commands are killed when it closes its end. Pids are this process's:
+in another container they name nothing, hence the kill message.
 
 The stdlib forkserver start method does the same with pickles but inherits the
 caller's environment and gives no way to hand a child its own stdio.
@@ -27,10 +44,25 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from runner.child import ChildRequest, become_command, run_zyra
+from runner.reaper import become_subreaper, kill_strays
+from runner.sandbox import (
+    SandboxMode,
+    SandboxPolicy,
+    SandboxReport,
+    SandboxUnavailableError,
+    make_non_dumpable,
+    probe,
+    require,
+)
 
 # Modules worth having in memory before the fork: Zyra's CLI wiring for every
 # stage and the libraries its commands import on first use.
@@ -56,6 +88,11 @@ PRELOAD_MODULES = (
     "cartopy.crs",
 )
 MAX_MESSAGE = 1 << 20
+SOCKET_MODE = 0o660  # the pod's group (the API's uid) may connect; others may not
+SEND_TIMEOUT_S = 10.0  # a client that stops reading is dropped, not waited for
+REFUSAL_LINGER_S = 5.0  # how long a refusing executor tells connecting clients why
+STRICTNESS = {SandboxMode.OFF: 0, SandboxMode.BEST_EFFORT: 1, SandboxMode.REQUIRED: 2}
+_PEERCRED = struct.Struct("3i")  # pid, uid, gid
 
 
 def preload(modules: tuple[str, ...] = PRELOAD_MODULES) -> list[str]:
@@ -97,90 +134,296 @@ def warm_up() -> None:
             os.close(fd)
 
 
-def _send(sock: socket.socket, message: dict) -> None:
-    with contextlib.suppress(OSError):
-        sock.send(json.dumps(message).encode())
-
-
-def serve(sock: socket.socket) -> None:
-    """Fork a child per request until the client goes away."""
-    failed = preload()
-    warm_up()
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.set_wakeup_fd(wake_w)
-    children: dict[int, str] = {}
-    _send(sock, {"ready": True, "preload_failed": failed})
-    while True:
-        readable, _, _ = select.select([sock, wake_r], [], [])
-        if wake_r in readable:
-            with contextlib.suppress(BlockingIOError):
-                while os.read(wake_r, 512):
-                    pass
-            _reap(sock, children)
-        if sock in readable:
-            message, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 2)
-            if not message:
-                break
-            _fork_child(sock, json.loads(message), fds, children, (wake_r, wake_w))
-    # The client is gone: its commands have nobody to report to.
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-
-
-def _fork_child(
-    sock: socket.socket,
-    message: dict,
-    fds: list[int],
-    children: dict[int, str],
-    wake: tuple[int, int],
-) -> None:
-    job = message["id"]
+def _send(sock: socket.socket, message: dict[str, Any]) -> bool:
     try:
-        request = ChildRequest.model_validate(message["request"])
-        if len(fds) != 2:
-            raise ValueError(f"expected 2 descriptors, got {len(fds)}")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-    except Exception as exc:
-        for fd in fds:
-            os.close(fd)
-        _send(sock, {"id": job, "error": f"{type(exc).__name__}: {exc}"})
-        return
-    if pid == 0:
-        signal.set_wakeup_fd(-1)
-        sock.close()
-        for fd in wake:
-            os.close(fd)
-        become_command(request, fds[0], fds[1])
-    for fd in fds:
-        os.close(fd)
-    children[pid] = job
-    _send(sock, {"id": job, "pid": pid})
+        sock.send(json.dumps(message).encode())
+    except OSError:
+        return False
+    return True
 
 
-def _reap(sock: socket.socket, children: dict[int, str]) -> None:
-    while children:
+def _log(message: str) -> None:
+    print(f"zyra sync executor: {message}", file=sys.stderr, flush=True)
+
+
+def _is_ours(pid: int) -> bool:
+    """Whether `pid` descends from this process: one of our commands, or something it
+    started. A peer in another pid namespace (the API's container) shows as pid 0."""
+    me = os.getpid()
+    while pid > 0:
+        if pid == me:
+            return True
+        if pid == 1:  # the top of our namespace, and not us
+            return False
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True  # gone already: not to be trusted
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return False
+
+
+@dataclass
+class Command:
+    job: str
+    client: socket.socket | None  # None once the client has gone
+
+
+class TemplateServer:
+    """Forks a child per request of any connected client; reports to that client."""
+
+    def __init__(self, sandbox: SandboxReport, floor: SandboxMode, hello: dict[str, Any]) -> None:
+        self.sandbox, self.floor, self.hello = sandbox, floor, hello
+        self.listener: socket.socket | None = None
+        self.listener_inode: int | None = None
+        self.clients: list[socket.socket] = []
+        self.commands: dict[int, Command] = {}
+        self.stopping = False
+        self.wake_r, self.wake_w = os.pipe()
+        for fd in (self.wake_r, self.wake_w):
+            os.set_blocking(fd, False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w)
+
+    def listen(self, path: Path) -> None:
+        """Serve whoever connects at `path`; SIGTERM stops taking work."""
+        self.listener = bind(path)
+        self.listener_inode = path.stat().st_ino
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+
+    def add_client(self, sock: socket.socket) -> None:
+        sock.settimeout(SEND_TIMEOUT_S)
+        if _send(sock, self.hello):
+            self.clients.append(sock)
+        else:
+            sock.close()
+
+    def run(self) -> None:
+        while self.clients or self.listener is not None:
+            watched = [*self.clients, self.wake_r, *([self.listener] if self.listener else [])]
+            readable, _, _ = select.select(watched, [], [])
+            if self.wake_r in readable:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self.wake_r, 512):
+                        pass
+                self._reap()
+            if self.listener is not None and self.listener in readable:
+                self._accept()
+            for client in [c for c in self.clients if c in readable]:
+                self._receive(client)
+            if self.stopping:
+                self._stop_listening()
+                if not self.commands:
+                    break
+        # Nobody is left to report to: nothing of ours outlives this process.
+        for pid in self.commands:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        self._stop_listening()
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()  # type: ignore[union-attr]
+        except OSError:
+            return
+        pid, _, _ = _PEERCRED.unpack(
+            conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        )
+        if _is_ours(pid):
+            # A command must not ask for commands of its own (with a weaker sandbox).
+            _send(conn, {"ready": False, "error": "commands may not use the executor"})
+            conn.close()
+            return
+        self.add_client(conn)
+
+    def _receive(self, client: socket.socket) -> None:
+        try:
+            message, fds, _, _ = socket.recv_fds(client, MAX_MESSAGE, 2)
+        except OSError:
+            message, fds = b"", []
+        if not message:
+            self._drop(client)
+            return
+        try:
+            request = json.loads(message)
+            if "kill" in request:
+                self._signal(client, int(request["kill"]), int(request["signal"]))
+            else:
+                self._fork_child(client, request, fds)
+                fds = []
+        except (ValueError, KeyError, TypeError) as exc:  # not our protocol: goodbye
+            _log(f"dropped a client that sent {type(exc).__name__}: {exc}")
+            self._drop(client)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _signal(self, client: socket.socket, pid: int, sig: int) -> None:
+        command = self.commands.get(pid)
+        if command is not None and command.client is client:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+
+    def _fork_child(self, client: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
+        job = str(message["id"])
+        try:
+            if self.stopping:
+                raise RuntimeError("the sync executor is stopping")
+            request = ChildRequest.model_validate(message["request"])
+            if STRICTNESS[request.sandbox.mode] < STRICTNESS[self.floor]:
+                request.sandbox = request.sandbox.model_copy(update={"mode": self.floor})
+            if len(fds) != 2:
+                raise ValueError(f"expected 2 descriptors, got {len(fds)}")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+        except Exception as exc:
+            for fd in fds:
+                os.close(fd)
+            self._reply(client, {"id": job, "error": f"{type(exc).__name__}: {exc}"})
             return
         if pid == 0:
+            signal.set_wakeup_fd(-1)
+            for sock in (*self.clients, self.listener):
+                if sock is not None:
+                    sock.close()
+            for fd in (self.wake_r, self.wake_w):
+                os.close(fd)
+            become_command(request, fds[0], fds[1], self.sandbox)
+        for fd in fds:
+            os.close(fd)
+        self.commands[pid] = Command(job, client)
+        self._reply(client, {"id": job, "pid": pid})
+
+    def _reply(self, client: socket.socket, message: dict[str, Any]) -> None:
+        if not _send(client, message):
+            self._drop(client)
+
+    def _drop(self, client: socket.socket) -> None:
+        """The client is gone (or stuck): its commands have nobody to report to."""
+        if client in self.clients:
+            self.clients.remove(client)
+        client.close()
+        for pid, command in self.commands.items():
+            if command.client is client:
+                command.client = None
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+
+    def _reap(self) -> None:
+        """Report finished commands; kill what they left behind (it is ours now)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            command = self.commands.pop(pid, None)
+            if command is not None and command.client is not None:
+                self._reply(command.client, {"id": command.job, "status": status})
+        # Killed strays wake us again (SIGCHLD) and are reaped above, with their orphans.
+        kill_strays(self.commands.keys())
+
+    def _stop_listening(self) -> None:
+        if self.listener is None:
             return
-        job = children.pop(pid, None)
-        if job is not None:
-            _send(sock, {"id": job, "status": status})
+        path = self.listener.getsockname()
+        self.listener.close()
+        self.listener = None
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == self.listener_inode:  # not a successor's socket
+                os.unlink(path)
 
 
-def main() -> None:
-    fd = int(sys.argv[1])
-    sock = socket.socket(fileno=fd)
-    serve(sock)
+def bind(path: Path) -> socket.socket:
+    """A listening socket at `path` that the pod's group may connect to. A socket left
+    by an earlier run of this container is replaced."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_socket():
+            path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(str(path))
+    os.chmod(path, SOCKET_MODE)
+    folder_group = path.parent.stat().st_gid
+    if folder_group in os.getgroups() and folder_group != path.stat().st_gid:
+        os.chown(path, -1, folder_group)  # a volume's group (fsGroup) without setgid
+    listener.listen(64)
+    return listener
+
+
+def _prepare(policy: SandboxPolicy) -> tuple[SandboxReport, SandboxUnavailableError | None]:
+    make_non_dumpable()
+    become_subreaper()
+    sandbox = probe(policy)
+    try:
+        require(sandbox)
+    except SandboxUnavailableError as exc:
+        return sandbox, exc
+    return sandbox, None
+
+
+def _hello(sandbox: SandboxReport) -> dict[str, Any]:
+    failed = preload()
+    warm_up()
+    return {"ready": True, "preload_failed": failed, "sandbox": sandbox.model_dump()}
+
+
+def serve(sock: socket.socket, policy: SandboxPolicy) -> None:
+    """The API's own template process: fork a child per request until it goes away."""
+    sandbox, refused = _prepare(policy)
+    if refused is not None:
+        _send(sock, {"ready": False, "error": str(refused), "sandbox": sandbox.model_dump()})
+        return
+    server = TemplateServer(sandbox, policy.mode, _hello(sandbox))
+    server.add_client(sock)
+    server.run()
+
+
+def serve_socket(path: Path) -> int:
+    """The sync executor: serve every client at `path`; its exit code."""
+    policy = SandboxPolicy.from_env()
+    sandbox, refused = _prepare(policy)
+    if refused is not None:
+        # Loudly, and to whoever connects meanwhile (the API shows it): then exit, so
+        # that the container's restarts show it too.
+        _log(f"not starting: {refused}")
+        refuse(path, {"ready": False, "error": str(refused), "sandbox": sandbox.model_dump()})
+        return 1
+    for problem in sandbox.problems:
+        _log(f"sandbox ({policy.mode.value}): {problem}")
+    server = TemplateServer(sandbox, policy.mode, _hello(sandbox))
+    server.listen(path)
+    _log(f"listening on {path} as uid {os.getuid()}; commands run as {sandbox.identity}, "
+         f"sandbox {sandbox.level}")  # fmt: skip
+    server.run()
+    _log("stopped")
+    return 0
+
+
+def refuse(path: Path, hello: dict[str, Any], linger_s: float = REFUSAL_LINGER_S) -> None:
+    """Answer every client that connects within `linger_s` with `hello`, then go."""
+    listener = bind(path)
+    deadline = time.monotonic() + linger_s
+    with listener:
+        while (left := deadline - time.monotonic()) > 0:
+            if select.select([listener], [], [], left)[0]:
+                conn, _ = listener.accept()
+                with conn:
+                    _send(conn, hello)
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--listen"] and len(argv) == 2:
+        return serve_socket(Path(argv[1]))
+    if len(argv) == 2 and argv[0].isdigit():
+        serve(socket.socket(fileno=int(argv[0])), SandboxPolicy.model_validate_json(argv[1]))
+        return 0
+    print("usage: python -m runner.zygote --listen PATH  |  <fd> <policy-json>", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,20 +14,30 @@ from api.backends.base import Backend, RunnerExit
 from api.backends.job_manifest import RunResources
 from api.jobs.callbacks import deliver_in_background
 from api.jobs.records import JobRecord, JobStatus, RunMode, utcnow
+from api.jobs.runner_credentials import RunnerCredentials
 from api.jobs.store import JobFilter, JobPage, JobStore
 from api.settings import Settings
 from runner import progress
 from runner.argv import InvalidArgsError, PathPolicy, build_argv
 from runner.catalog import CommandCatalog, CommandSpec
 from runner.child import ChildRequest, ResourceLimits
+from runner.credentials import JobCredentials
+from runner.dependencies import DependencyUnavailableError
 from runner.events import EventLog, JobEvent, RunnerResult
-from runner.execute import CommandExecutor, ExecutorUnavailableError, ExitReason, RunOutcome
+from runner.execute import (
+    QUOTA_REASONS,
+    CommandExecutor,
+    ExecutorUnavailableError,
+    ExitReason,
+    RunOutcome,
+)
 from runner.inputs import (
     FILE_ID,
     StagedInput,
     UploadMeta,
     resolve_file_refs,
     stage_inputs,
+    upload_key,
     upload_meta_key,
 )
 from runner.outputs import (
@@ -38,8 +47,10 @@ from runner.outputs import (
     keep_binary_stdout,
     sha256_of_chunks,
 )
+from runner.pipeline_config import CheckedPipeline, PipelineRules, Uploads, check_pipeline
 from runner.spec import JobSpec
 from runner.storage import Storage, results_prefix
+from runner.workspace import JobFolders
 
 MB = 1 << 20
 log = logging.getLogger("zyra.jobs")
@@ -118,8 +129,10 @@ class JobService:
         storage: Storage,
         executor: CommandExecutor,
         command_env: dict[str, str],
+        credentials: RunnerCredentials | None = None,
     ) -> None:
         self.settings = settings
+        self.credentials = credentials  # what runners get instead of the service's keys
         self.catalog = catalog
         self.store = store
         self.events = events
@@ -127,7 +140,8 @@ class JobService:
         self.executor = executor
         self.command_env = command_env
         self.backend: Backend | None = None  # set once built: it calls back into us
-        self.paths = PathPolicy(tuple(settings.allowed_path_prefixes))
+        self.outbound = settings.outbound_policy  # callbacks and URL arguments
+        self.paths = PathPolicy(tuple(settings.allowed_path_prefixes), self.outbound)
         self._sync_slots = anyio.CapacityLimiter(settings.sync_concurrency)
 
     # --- requests -----------------------------------------------------------------------
@@ -143,7 +157,12 @@ class JobService:
     ) -> PreparedRun:
         """Validate a request; raises catalog, argv or timeout errors for the client."""
         spec = self.catalog.resolve(stage, command)
-        resolved, inputs, problems = resolve_file_refs(spec, args, self.upload)
+        command_args, extra_inputs = args, list[StagedInput]()
+        if spec.argv_prefix == ("run",):
+            # A pipeline obeys the same rules as a request; what runs is the checked copy.
+            pipeline = self.check_pipeline(args)
+            command_args, extra_inputs = pipeline.args, pipeline.inputs
+        resolved, inputs, problems = resolve_file_refs(spec, command_args, self.upload)
         if problems:
             raise InvalidArgsError(problems)
         argv = build_argv(spec, resolved, self.paths)
@@ -163,7 +182,15 @@ class JobService:
             raise TimeoutTooLongError(timeout, maximum)
         if resources is not None and (over := resources.over_limits(self.settings.k8s.limits)):
             raise ResourcesTooLargeError(over)
-        return PreparedRun(spec, argv, args, timeout, inputs, resources)
+        return PreparedRun(spec, argv, args, timeout, [*inputs, *extra_inputs], resources)
+
+    def check_pipeline(self, args: dict[str, Any]) -> CheckedPipeline:
+        """The args of a `run` request with its pipeline checked stage by stage."""
+        rules = PipelineRules(
+            self.catalog, self.paths, self.command_env, frozenset(self.settings.pipeline_env_allow)
+        )
+        uploads = Uploads(self.upload, lambda file_id: self.storage.get_bytes(upload_key(file_id)))
+        return check_pipeline(args, rules, uploads)
 
     def upload(self, file_id: str) -> UploadMeta | None:
         if not FILE_ID.match(file_id):
@@ -205,37 +232,51 @@ class JobService:
         )
 
     def _execute(self, record: JobRecord, prepared: PreparedRun) -> JobRecord:
-        job_root = self.settings.work_dir / record.job_id
-        workdir, tmpdir = job_root / "files", job_root / "tmp"
-        for folder in (workdir, tmpdir):
-            folder.mkdir(parents=True, exist_ok=True)
+        folders = JobFolders(self.settings.work_dir / record.job_id)
+        folders.create()
         record = record.model_copy(update={"status": JobStatus.RUNNING, "started_at": utcnow()})
         self.store.save(record)
         try:
             try:
-                staged = stage_inputs(self.storage, prepared.inputs, workdir)
+                staged = stage_inputs(self.storage, prepared.inputs, folders.files)
             except KeyError as exc:
                 self.store.save(self._failed(record, "InputMissing", f"{exc.args[0]} is gone"))
                 raise InputGoneError(f"uploaded file {exc.args[0]} is no longer stored") from exc
+            sandbox = self.executor.spawner.sandbox
+            if self.settings.sync_executor_socket is not None:
+                folders.share_with_group()  # its uid is not ours: the pod's group is shared
+            elif sandbox is not None:
+                folders.hand_over(sandbox)
             outcome = self.executor.run(
-                ChildRequest(
-                    argv=prepared.argv,
-                    cwd=str(workdir),
-                    env={**self.command_env, "TMPDIR": str(tmpdir)},
-                    limits=self._limits(),
-                ),
-                capture_dir=job_root / "capture",
+                self.child_request(prepared.argv, folders),
+                capture_dir=folders.capture,
                 timeout_s=prepared.timeout_s,
+                quotas=self.settings.run_quotas,
             )
-            record = self._finish_sync(record, outcome, workdir, staged)
+            record = self._finish_sync(record, outcome, folders.files, staged)
         except ExecutorUnavailableError as exc:
             # The record must not stay `running`; the client gets a 503.
             self.store.save(self._failed(record, "Lost", f"command executor unavailable: {exc}"))
             raise
         finally:
-            shutil.rmtree(job_root, ignore_errors=True)
+            folders.remove()
         self.store.save(record)
         return record
+
+    def child_request(self, argv: list[str], folders: JobFolders) -> ChildRequest:
+        policy = self.settings.sandbox_policy
+        if self.settings.sync_executor_socket is not None:
+            # What the command writes stays readable (and removable) by the pod's group.
+            policy = policy.model_copy(update={"umask": 0o007})
+        return ChildRequest(
+            argv=argv,
+            cwd=str(folders.files),
+            env={**self.command_env, **folders.env()},
+            limits=self._limits(),
+            sandbox=policy,
+            writable=[str(p) for p in folders.writable],
+            outbound_allow=self.settings.outbound_allow,
+        )
 
     @staticmethod
     def _failed(record: JobRecord, reason: str, message: str) -> JobRecord:
@@ -252,9 +293,10 @@ class JobService:
         self, record: JobRecord, outcome: RunOutcome, workdir: Path, staged: frozenset[str]
     ) -> JobRecord:
         prefix = results_prefix(record.job_id)
-        outputs = collect_outputs(workdir, self.storage, prefix, exclude=staged)
+        over_quota = outcome.reason in QUOTA_REASONS  # nothing of it is kept
+        outputs = [] if over_quota else collect_outputs(workdir, self.storage, prefix, staged)
         binary_stdout = not is_text(outcome.stdout_path)
-        if binary_stdout:
+        if binary_stdout and not over_quota:
             outputs.append(keep_binary_stdout(outcome.stdout_path, self.storage, prefix))
             stdout, stdout_cut = "", False
         else:
@@ -294,9 +336,38 @@ class JobService:
             limits=self._limits(),
             work_root=str(self.settings.work_dir / record.job_id),
             inputs=prepared.inputs,
+            sandbox=self.settings.sandbox_policy,
+            quotas=self.settings.run_quotas,
+            outbound_allow=self.settings.outbound_allow,
         )
         self.backend.launch(record, spec)
         return record
+
+    def runner_credentials(self, spec: JobSpec) -> JobCredentials | None:
+        """Called by the backend right before it starts the job's runner: credentials
+        that reach only this job's data, valid for its timeout plus a margin."""
+        if self.credentials is None:
+            return None
+        lifetime_s = spec.timeout_s + self.settings.runner_credentials_margin_s
+        if self.settings.backend == "kubernetes":  # the Job may live this much longer
+            lifetime_s += self.settings.k8s.deadline_margin_s
+        return self.credentials.mint(spec, lifetime_s)
+
+    def _revoke_runner_credentials(self, job_id: str) -> None:
+        """Once the job is final its runner needs nothing more; a failure here is
+        retried by the next `sync_runner_users` (and the Secret goes with its Job)."""
+        assert self.backend is not None
+        try:
+            if self.credentials is not None:
+                self.credentials.revoke(job_id)
+            self.backend.release(job_id)
+        except Exception as exc:
+            log.warning("job %s: runner credentials not revoked yet: %s", job_id, exc)
+
+    def sync_runner_users(self) -> None:
+        """Re-create the per-job Redis users Redis lost; delete those of finished jobs."""
+        if self.credentials is not None:
+            self.credentials.sync(self.store.active(), self.store.get)
 
     def on_runner_started(self, job_id: str, handle: dict[str, Any]) -> None:
         """Called by the backend when a runner starts (maybe after waiting its turn);
@@ -322,6 +393,7 @@ class JobService:
             final = self._recover_from_runner(final)
         if not self.store.save_unless_terminal(final):
             return  # someone else finalised it first
+        self._revoke_runner_credentials(job_id)
         self.events.append(
             job_id,
             status=final.status.value,
@@ -334,7 +406,7 @@ class JobService:
             extra={"job_id": job_id, "status": final.status.value, "exit_code": final.exit_code},
         )
         if final.callback_url:
-            deliver_in_background(final.callback_url, final.model_dump(mode="json"))
+            deliver_in_background(final.callback_url, final.model_dump(mode="json"), self.outbound)
 
     def _final_record(
         self, record: JobRecord, observed: RunnerExit, result: RunnerResult | None
@@ -427,6 +499,10 @@ class JobService:
     def reconcile(self) -> None:
         """At start-up: settle jobs left running by an earlier API process."""
         assert self.backend is not None
+        try:  # first: users of jobs finished while no API watched go
+            self.sync_runner_users()
+        except DependencyUnavailableError as exc:  # Redis down: what follows waits too
+            log.warning("runner users not synced: %s", exc)
         active = self.store.active()
         stale_sync = [r for r in active if r.mode is RunMode.SYNC]
         for record in stale_sync:

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from functools import partial
 from importlib.metadata import version
 
 import anyio
 from fastapi import APIRouter, HTTPException, Response, status
 
-from api.deps import CatalogDep, CurrentPrincipal, JobServiceDep
+from api.deps import CatalogDep, JobServiceDep, ReadPrincipal, RunPrincipal
+from api.jobs.callbacks import callback_refusal
 from api.jobs.records import RunMode
 from api.jobs.service import InputGoneError, ResourcesTooLargeError, TimeoutTooLongError
 from api.schemas import AcceptedResponse, CatalogResponse, RunRequest, RunResponse
 from runner.argv import InvalidArgsError
 from runner.catalog import UnknownCommandError, UnknownStageError
-from runner.execute import ExecutorUnavailableError
+from runner.dependencies import DependencyUnavailableError
+from runner.execute import SYNC_EXECUTOR, ExecutorUnavailableError
 
 router = APIRouter(prefix="/cli", tags=["cli"])
 
 
 @router.get("/commands", response_model=CatalogResponse, summary="Every exposed command")
-async def list_commands(catalog: CatalogDep, _: CurrentPrincipal) -> dict:
+async def list_commands(catalog: CatalogDep, _: ReadPrincipal) -> dict:
     return {"zyra_version": version("zyra"), **catalog.describe()}
 
 
@@ -30,16 +33,32 @@ async def list_commands(catalog: CatalogDep, _: CurrentPrincipal) -> dict:
     responses={
         404: {"description": "Unknown stage or command; the detail names the valid ones"},
         202: {"model": AcceptedResponse, "description": "mode async: the job is queued"},
-        422: {"description": "An argument is unknown or has the wrong type or value"},
+        422: {
+            "description": "An argument is unknown or has the wrong type or value, or a "
+            "stage of a `run` pipeline is refused (the detail names the stage and argument), "
+            "or a URL (an argument or `callback_url`) leads to a refused destination"
+        },
         503: {"description": "The command executor is restarting; retry"},
     },
 )
 async def run_command(
-    body: RunRequest, service: JobServiceDep, principal: CurrentPrincipal, response: Response
+    body: RunRequest, service: JobServiceDep, principal: RunPrincipal, response: Response
 ) -> RunResponse | AcceptedResponse:
+    callback = str(body.callback_url) if body.callback_url else None
+    if callback is not None:
+        # Off the event loop: the name is resolved.
+        refusal = await anyio.to_thread.run_sync(callback_refusal, callback, service.outbound)
+        if refusal:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=[{"loc": ["body", "callback_url"], "msg": refusal, "type": "url",
+                         "input": callback}],
+            )  # fmt: skip
     try:
-        prepared = service.prepare(
-            body.stage, body.command, body.args, body.timeout_s, body.mode, body.resources
+        # Off the event loop: a `run` pipeline is read (maybe from S3) and parsed first.
+        prepare = partial(service.prepare, body.stage, body.command, body.args)
+        prepared = await anyio.to_thread.run_sync(
+            prepare, body.timeout_s, body.mode, body.resources
         )
     except UnknownStageError as exc:
         raise HTTPException(
@@ -75,21 +94,17 @@ async def run_command(
             ],
         ) from exc
     if body.mode is RunMode.ASYNC:
-        callback = str(body.callback_url) if body.callback_url else None
-        record = await anyio.to_thread.run_sync(service.submit, prepared, principal, callback)
+        record = await anyio.to_thread.run_sync(service.submit, prepared, principal.name, callback)
         response.status_code = status.HTTP_202_ACCEPTED
         return AcceptedResponse(job_id=record.job_id)
     try:
-        record = await service.run_sync(prepared, principal)
+        record = await service.run_sync(prepared, principal.name)
     except InputGoneError as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=[{"loc": ["body", "args"], "type": "file_ref", "msg": str(exc)}],
         ) from exc
     except ExecutorUnavailableError as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"command executor (template process) unavailable: {exc}; retry",
-            headers={"Retry-After": "5"},
-        ) from exc
+        # 503 naming it (and Retry-After), as for any dependency that is down.
+        raise DependencyUnavailableError(SYNC_EXECUTOR, exc) from exc
     return RunResponse.from_record(record)

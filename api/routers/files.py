@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import anyio
 from fastapi import APIRouter, HTTPException, Request, status
 
-from api.deps import CurrentPrincipal, JobServiceDep
+from api.deps import JobServiceDep, ReadPrincipal, RunPrincipal
 from api.uploads import FIELD, MultipartFileReceiver, UploadTooLargeError, boundary_of
 from runner.inputs import UploadMeta, upload_key, upload_meta_key
 
@@ -45,7 +45,7 @@ def _missing_file() -> HTTPException:
     },
     responses={413: {"description": "Larger than ZYRA_MAX_UPLOAD_MB"}},
 )
-async def upload(request: Request, service: JobServiceDep, _: CurrentPrincipal) -> UploadMeta:
+async def upload(request: Request, service: JobServiceDep, _: RunPrincipal) -> UploadMeta:
     limit = service.settings.max_upload_mb * MB
     boundary = boundary_of(request.headers.get("content-type", ""))
     if boundary is None:
@@ -90,7 +90,7 @@ async def upload(request: Request, service: JobServiceDep, _: CurrentPrincipal) 
 
 
 @router.get("/files/{file_id}", response_model=UploadMeta, summary="An upload's metadata")
-async def file_meta(file_id: str, service: JobServiceDep, _: CurrentPrincipal) -> UploadMeta:
+async def file_meta(file_id: str, service: JobServiceDep, _: ReadPrincipal) -> UploadMeta:
     meta = await anyio.to_thread.run_sync(service.upload, file_id)
     if meta is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no uploaded file {file_id!r}")

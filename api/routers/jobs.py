@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool
 
-from api.deps import CurrentPrincipal, JobServiceDep
+from api.deps import JobServiceDep, ReadPrincipal, RunPrincipal
 from api.jobs.records import JobRecord, JobStatus
 from api.jobs.service import JobService
 from api.jobs.store import JobFilter
@@ -38,7 +38,7 @@ async def job_or_404(service: JobService, job_id: str) -> JobRecord:
 @router.get("", response_model=JobList, summary="List jobs, newest first")
 async def list_jobs(
     service: JobServiceDep,
-    _: CurrentPrincipal,
+    _: ReadPrincipal,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     stage: str | None = None,
     command: str | None = None,
@@ -66,13 +66,13 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobView, summary="A job's status, logs and outputs")
-async def get_job(job_id: str, service: JobServiceDep, _: CurrentPrincipal) -> JobView:
+async def get_job(job_id: str, service: JobServiceDep, _: ReadPrincipal) -> JobView:
     record = await job_or_404(service, job_id)
     return JobView.from_record(await anyio.to_thread.run_sync(service.live_view, record))
 
 
 @router.delete("/{job_id}", response_model=CancelResponse, summary="Cancel a job")
-async def cancel_job(job_id: str, service: JobServiceDep, _: CurrentPrincipal) -> CancelResponse:
+async def cancel_job(job_id: str, service: JobServiceDep, _: RunPrincipal) -> CancelResponse:
     await job_or_404(service, job_id)
     record, changed = await anyio.to_thread.run_sync(service.cancel, job_id)
     if changed:
@@ -94,7 +94,7 @@ async def cancel_job(job_id: str, service: JobServiceDep, _: CurrentPrincipal) -
 async def job_events(
     job_id: str,
     service: JobServiceDep,
-    _: CurrentPrincipal,
+    _: ReadPrincipal,
     since: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[int | None, Header()] = None,
 ) -> StreamingResponse:
@@ -124,7 +124,7 @@ async def job_events(
 async def download(
     job_id: str,
     service: JobServiceDep,
-    _: CurrentPrincipal,
+    _: ReadPrincipal,
     file: str | None = Query(None, description="Output name, as listed in the job's outputs"),
 ) -> Response:
     record = await job_or_404(service, job_id)

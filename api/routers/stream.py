@@ -5,8 +5,9 @@ from __future__ import annotations
 import anyio
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
+from api.deps import ReadPrincipal
 from api.jobs.service import JobService
-from api.security.api_keys import ApiKeyRing
+from api.security.credentials import accepted_subprotocol
 from api.streaming import follow_events
 from runner.dependencies import DependencyUnavailableError
 
@@ -14,7 +15,6 @@ router = APIRouter(tags=["stream"])
 
 CLOSE_NORMAL = 1000
 CLOSE_TRY_AGAIN = 1013  # a dependency is down
-CLOSE_UNAUTHENTICATED = 4401
 CLOSE_UNKNOWN_JOB = 4404
 
 
@@ -22,15 +22,11 @@ CLOSE_UNKNOWN_JOB = 4404
 async def job_stream(
     websocket: WebSocket,
     job_id: str,
+    _: ReadPrincipal,  # else closed with 4401 or 4403 (api/security/authentication.py)
     since: int = Query(0, ge=0, description="resume after this seq"),
-    api_key: str | None = Query(None, description="for clients that cannot set headers"),
 ) -> None:
-    ring: ApiKeyRing = websocket.app.state.key_ring
     service: JobService = websocket.app.state.job_service
-    await websocket.accept()
-    if ring.identify(websocket.headers.get("x-api-key") or api_key) is None:
-        await websocket.close(CLOSE_UNAUTHENTICATED, "missing or invalid API key")
-        return
+    await websocket.accept(subprotocol=accepted_subprotocol(websocket))
     try:
         if await anyio.to_thread.run_sync(service.get, job_id) is None:
             await websocket.close(CLOSE_UNKNOWN_JOB, f"no job with id {job_id!r}")

@@ -67,18 +67,41 @@ class Rendered:
         assert "data" not in secret, "the chart writes stringData"
         return dict(secret.get("stringData", {}))
 
-    def api_env(self, existing: Callable[[str], str] | None = None) -> dict[str, str]:
-        """The API container's environment as the kubelet builds it: its ConfigMap, then
-        each secretKeyRef from the chart's Secrets. A Secret the operator brings
-        (existingSecret) is not rendered: `existing(variable)` stands in for its value."""
+    def api_pod(self) -> dict[str, Any]:
         [deployment] = self.of_kind("Deployment")
-        [container] = deployment["spec"]["template"]["spec"]["containers"]
-        [source] = container["envFrom"]
-        env = dict(self.get("ConfigMap", source["configMapRef"]["name"])["data"])
+        return deployment["spec"]["template"]["spec"]
+
+    def container(self, name: str) -> dict[str, Any]:
+        """A container of the API pod: `api` or `sync-executor`."""
+        [container] = [c for c in self.api_pod()["containers"] if c["name"] == name]
+        return container
+
+    def api_env(self, existing: Callable[[str], str] | None = None) -> dict[str, str]:
+        """The API container's environment as the kubelet builds it."""
+        return self.container_env("api", existing)
+
+    def container_env(
+        self, name: str, existing: Callable[[str], str] | None = None
+    ) -> dict[str, str]:
+        """A container's environment as the kubelet builds it: its ConfigMaps and Secrets
+        (envFrom), then each variable, a value or a key of a ConfigMap or Secret of the
+        chart. A Secret the operator brings (existingSecret) is not rendered:
+        `existing(variable)` stands in for its value."""
+        container = self.container(name)
+        env: dict[str, str] = {}
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                env |= self.get("ConfigMap", source["configMapRef"]["name"])["data"]
+            else:
+                env |= self.secret_data(source["secretRef"]["name"])
         chart_secrets = {s["metadata"]["name"] for s in self.of_kind("Secret")}
-        for var in container["env"]:
-            ref = var["valueFrom"]["secretKeyRef"]
-            if ref["name"] in chart_secrets or existing is None:
+        for var in container.get("env", []):
+            if "value" in var:
+                env[var["name"]] = var["value"]
+            elif "configMapKeyRef" in var["valueFrom"]:
+                ref = var["valueFrom"]["configMapKeyRef"]
+                env[var["name"]] = self.get("ConfigMap", ref["name"])["data"][ref["key"]]
+            elif (ref := var["valueFrom"]["secretKeyRef"])["name"] in chart_secrets or not existing:
                 env[var["name"]] = self.secret_data(ref["name"])[ref["key"]]
             else:
                 env[var["name"]] = existing(var["name"])

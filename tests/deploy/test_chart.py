@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from api.backends.job_manifest import RunResources, labels_for
+from api.security.oauth2 import ASYMMETRIC_ALGORITHMS
 from api.settings import Settings
 from runner.catalog import STAGE_SOURCES
 from tests.deploy.chart import (
@@ -78,29 +79,22 @@ def test_the_api_accepts_the_chart_settings(
     assert settings.redis_url and settings.redis_url.startswith("redis")
     assert settings.k8s.namespace == "zyra"
     assert settings.k8s.image.startswith(("zyra-orchestrator-runner:", "registry.example.com/"))
-    assert settings.k8s.redis_url_secret is not None
     assert settings.api_keys_file is not None
     # The runner's default request fits under its limit, as the API checks a run's own.
     request = RunResources(**settings.k8s.requests)
     assert not request.over_limits(settings.k8s.limits)
 
 
-def test_runner_secret_refs_name_secrets_that_exist(
+def test_runner_pods_get_no_secret_of_the_service(
     value_set: tuple[str, Path | None, Rendered],
 ) -> None:
-    """A runner pod reads Redis and S3 credentials through secretKeyRefs the API puts
-    in its Jobs; each names a Secret of the chart (with that key) or the operator's."""
-    _, values, rendered = value_set
+    """Each run gets credentials of its own (a Secret per run, made by the API): the
+    settings name none of the chart's or the operator's Secrets for runners."""
+    _, _, rendered = value_set
     config = next(c for c in rendered.of_kind("ConfigMap") if "ZYRA_BACKEND" in c["data"])
-    existing = json.dumps(Path(values).read_text() if values else "")
-    refs = [json.loads(v) for k, v in config["data"].items() if k.endswith("_SECRET")]
-    assert refs, "the runner gets no credentials"
-    chart_secrets = {s["metadata"]["name"] for s in rendered.of_kind("Secret")}
-    for ref in refs:
-        if ref["name"] in chart_secrets:
-            assert ref["key"] in rendered.secret_data(ref["name"]), ref
-        else:
-            assert ref["name"] in existing, f"{ref} names no Secret"
+    assert not [k for k in config["data"] if k.startswith("ZYRA_K8S__") and "SECRET" in k]
+    secrets = {s["metadata"]["name"] for s in rendered.of_kind("Secret")}
+    assert not [name for name in secrets if name in json.dumps(config["data"])]
 
 
 def test_default_install_generates_an_api_key_and_service_credentials() -> None:
@@ -126,6 +120,7 @@ def test_role_grants_exactly_what_the_kubernetes_backend_uses() -> None:
     }
     expected = {("batch", "jobs", v) for v in ("create", "get", "list", "watch", "delete")}
     expected |= {("", "pods", v) for v in ("get", "list", "watch")} | {("", "pods/log", "get")}
+    expected |= {("", "secrets", v) for v in ("create", "delete")}  # each run's own, no reads
     assert granted == expected
     [binding] = render().of_kind("RoleBinding")
     [subject] = binding["subjects"]
@@ -165,10 +160,11 @@ def test_production_uses_the_operators_secrets_and_deploys_no_dev_services() -> 
 
 
 def test_api_pod_runs_unprivileged_with_probes_and_rolls_without_downtime() -> None:
-    [deployment] = render().of_kind("Deployment")
+    rendered = render()
+    [deployment] = rendered.of_kind("Deployment")
     spec = deployment["spec"]
     pod = spec["template"]["spec"]
-    [container] = pod["containers"]
+    container = rendered.container("api")
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
@@ -179,6 +175,91 @@ def test_api_pod_runs_unprivileged_with_probes_and_rolls_without_downtime() -> N
     assert {"/var/lib/zyra", "/tmp"} <= mounts  # writable places under a read-only root
 
 
+SYNC = "sync-executor"
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _secret_volumes(pod: dict[str, Any]) -> set[str]:
+    """Volumes that hold a Secret or a ServiceAccount token."""
+
+    def holds_one(volume: dict[str, Any]) -> bool:
+        sources = volume.get("projected", {}).get("sources", [])
+        return "secret" in volume or any("secret" in s or "serviceAccountToken" in s
+                                         for s in sources)  # fmt: skip
+
+    return {v["name"] for v in pod["volumes"] if holds_one(v)}
+
+
+def _uid(pod: dict[str, Any], container: dict[str, Any]) -> int:
+    own = container.get("securityContext", {}).get("runAsUser")
+    return own if own is not None else pod["securityContext"]["runAsUser"]
+
+
+def test_sync_executor_gets_no_secret_no_token_and_a_uid_of_its_own(
+    value_set: tuple[str, Path | None, Rendered],
+) -> None:
+    _, _, rendered = value_set
+    pod = rendered.api_pod()
+    api, sync = rendered.container("api"), rendered.container(SYNC)
+    assert "envFrom" not in sync
+    assert all("value" in var for var in sync["env"]), "no secretKeyRef, no configMapKeyRef"
+    secret_volumes = _secret_volumes(pod)
+    assert secret_volumes, "the API's key file and token come from volumes"
+    assert not {m["name"] for m in sync["volumeMounts"]} & secret_volumes
+    # No token unless mounted: only the API container mounts it, where the in-cluster
+    # config of the Kubernetes client looks for it.
+    assert pod["automountServiceAccountToken"] is False
+    [token] = [m for m in api["volumeMounts"] if m["mountPath"] == TOKEN_PATH]
+    sources = next(v for v in pod["volumes"] if v["name"] == token["name"])["projected"]
+    assert [next(iter(s)) for s in sources["sources"]] == [
+        "serviceAccountToken", "configMap", "downwardAPI"]  # fmt: skip
+    assert _uid(pod, sync) != _uid(pod, api) and pod["securityContext"]["fsGroup"]
+    context = sync["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert sync["image"] == rendered.api_env(lambda _: "x")["ZYRA_K8S__IMAGE"]  # the runner's
+
+
+def test_the_api_and_its_sync_executor_meet_at_one_socket_and_one_work_dir(
+    value_set: tuple[str, Path | None, Rendered],
+) -> None:
+    _, _, rendered = value_set
+    api_env = rendered.api_env(lambda _: "existing")
+    sync = rendered.container(SYNC)
+    assert sync["command"] == ["python", "-m", "runner.zygote", "--listen",
+                               api_env["ZYRA_SYNC_EXECUTOR_SOCKET"]]  # fmt: skip
+    mounts = {c: {m["name"]: m["mountPath"] for m in rendered.container(c)["volumeMounts"]}
+              for c in ("api", SYNC)}  # fmt: skip
+    shared = {name: path for name, path in mounts[SYNC].items() if mounts["api"].get(name) == path}
+    assert Path(api_env["ZYRA_SYNC_EXECUTOR_SOCKET"]).parent == Path(shared["sync-socket"])
+    assert Path(shared["work"]) in Path(api_env["ZYRA_WORK_DIR"]).parents
+    assert Path(api_env["ZYRA_DATA_DIR"]) not in Path(api_env["ZYRA_WORK_DIR"]).parents
+    assert rendered.container_env(SYNC)["ZYRA_SANDBOX"] == api_env["ZYRA_SANDBOX"] == "required"
+
+
+def test_the_api_pods_secrets_are_not_in_the_sync_executors_environment(
+    value_set: tuple[str, Path | None, Rendered],
+) -> None:
+    """Every variable of both containers resolved as the kubelet would: what the API
+    reads from Secrets (API keys, Redis URL, S3 keys) is nowhere in the other one."""
+    _, _, rendered = value_set
+    api = rendered.container("api")
+    from_secrets = {v["name"] for v in api["env"] if "secretKeyRef" in v.get("valueFrom", {})}
+    assert "ZYRA_REDIS_URL" in from_secrets
+    api_env = rendered.api_env(lambda name: f"operator-secret-of-{name}")
+    sync_env = rendered.container_env(SYNC)
+    assert not from_secrets & sync_env.keys()
+    assert not {"ZYRA_API_KEYS", "ZYRA_API_KEYS_FILE", "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY", "ZYRA_REDIS_URL"} & sync_env.keys()  # fmt: skip
+    secret_values = {api_env[name] for name in from_secrets}
+    for secret in rendered.of_kind("Secret"):
+        secret_values |= set(rendered.secret_data(secret["metadata"]["name"]).values())
+    leaked = [n for n, v in sync_env.items() if any(s and s in v for s in secret_values)]
+    assert not leaked
+
+
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
@@ -186,12 +267,39 @@ def test_api_pod_runs_unprivileged_with_probes_and_rolls_without_downtime() -> N
         ({"runner.resources.limits.memory": "4 GB"}, "/runner/resources/limits/memory"),
         ({"apiKeys.keys.ops": "short"}, "/apiKeys/keys/ops"),
         ({"redis.deploy.enabled": False}, "Redis is required: set redis.url or redis.exist"),
+        ({"oauth2.issuer": "https://id.example.com/"}, "oauth2.issuer needs oauth2.audience"),
+        ({"oauth2.issuer": "http://id.example.com/"}, "/oauth2/issuer"),
+        ({"oauth2.algorithms[0]": "HS256"}, "/oauth2/algorithms/0"),
+        ({"sandbox.mode": "sometimes"}, "/sandbox/mode"),
+        ({"syncExecutor.runAsUser": 10001}, "syncExecutor.runAsUser must not be the API's uid"),
+        ({"podSecurityContext.fsGroup": 0}, "podSecurityContext.fsGroup is required"),
     ],
 )  # fmt: skip
 def test_bad_values_fail_with_a_message_naming_them(sets: dict[str, Any], message: str) -> None:
     done = helm("template", "zyra", str(CHART), *value_args(None, sets), check=False)
     assert done.returncode != 0
     assert message in done.stderr
+
+
+def test_oauth2_settings_reach_the_api_only_with_an_issuer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert not [k for k in render().api_env() if k.startswith("ZYRA_OAUTH2_")]
+    env = render(VALUE_SETS["values-production"]).api_env(lambda var: "redis://existing")
+    for name in [n for n in os.environ if n.startswith("ZYRA_")]:
+        monkeypatch.delenv(name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    oauth2 = Settings().oauth2
+    assert oauth2 is not None
+    assert oauth2.issuer == "https://id.example.com/realms/zyra"
+    assert oauth2.audiences == ("zyra-api",)
+    assert (oauth2.name_claim, oauth2.scope_claim, oauth2.scope_prefix) == (
+        "preferred_username", "scope", "zyra:"
+    )  # fmt: skip
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    algorithms = schema["properties"]["oauth2"]["properties"]["algorithms"]["items"]["enum"]
+    assert algorithms == list(ASYMMETRIC_ALGORITHMS)
 
 
 def test_schema_offers_exactly_the_stages_the_api_accepts() -> None:

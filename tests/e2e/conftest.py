@@ -31,6 +31,8 @@ class ApiServer:
 
 
 def start_api(tmp: Path, inputs: Path, **env: str) -> ApiServer:
+    """An API on loopback. Tests fetch from servers of their own on 127.0.0.1 (e.g.
+    `silent_server`), so that address is allowed unless `ZYRA_OUTBOUND_ALLOW` is given."""
     port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     data_dir = tmp / "data"
@@ -41,6 +43,7 @@ def start_api(tmp: Path, inputs: Path, **env: str) -> ApiServer:
         "ZYRA_DATA_DIR": str(data_dir),
         "ZYRA_ALLOWED_PATH_PREFIXES": str(inputs),
         "ZYRA_PORT": str(port),
+        "ZYRA_OUTBOUND_ALLOW": "127.0.0.1",
         **env,
     }
     with log_path.open("wb") as log:

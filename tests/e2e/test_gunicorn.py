@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tests.deploy.dockerfiles import DOCKERFILE_API, REPO, Dockerfile
 from tests.e2e.gunicorn_server import (
@@ -34,8 +37,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def env_for(tmp: Path, inputs: Path | None = None, **extra: str) -> dict[str, str]:
-    """As in the image: this virtualenv's bin first on PATH."""
+    """As in the image: this virtualenv's bin first on PATH; fetches from loopback
+    test servers (`silent_server`) allowed."""
     env = base_env(tmp / "data", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env["ZYRA_OUTBOUND_ALLOW"] = "127.0.0.1"
     if inputs is not None:
         env["ZYRA_ALLOWED_PATH_PREFIXES"] = str(inputs)
     return {**env, **extra}
@@ -173,3 +178,22 @@ def test_kubernetes_backend_runs_the_workers_asked_for(
             assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
     finally:
         server.stop()
+
+
+def test_query_api_keys_appear_in_no_log_line(tmp_path: Path) -> None:
+    """Browsers pass `?api_key=` on the WebSocket; Gunicorn's access log (stdout) and
+    the workers' WebSocket lines (stderr) show it redacted."""
+    key = f"browser-{os.getpid()}-{time.time_ns()}"
+    server = start_gunicorn(CMD, env_for(tmp_path, ZYRA_API_KEYS=f"browser:{key} read"), tmp_path)
+    try:
+        url = server.url.replace("http://", "ws://") + f"/ws/jobs/nope?api_key={key}"
+        with connect(url, open_timeout=30) as ws:
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=30)
+            assert ws.close_code == 4404  # past authentication: the job does not exist
+        assert httpx.get(f"{server.url}/jobs?api_key={key}").status_code == 401
+    finally:
+        server.stop()
+    assert '"GET /jobs?api_key=[redacted] HTTP/1.1" 401' in server.stdout
+    assert '"WebSocket /ws/jobs/nope?api_key=[redacted]" [accepted]' in server.stderr
+    assert key not in server.stdout + server.stderr

@@ -120,3 +120,29 @@ def test_redis_outage_is_503_naming_redis_and_loses_no_job(
             assert wait_finished(client, after)["exit_code"] == 0
     finally:
         stop_api(api)
+
+
+def test_a_runner_rides_out_a_redis_restart(
+    tmp_path: Path, inputs: Path, own_redis: RedisServer, silent_server: str
+) -> None:
+    """Redis forgets ACL users when it restarts: the API re-creates the running job's
+    user, so what its runner publishes after the restart still arrives."""
+    api = start_api(tmp_path, inputs, ZYRA_REDIS_URL=own_redis.url)
+    try:
+        with api.client() as client:
+            job_id = submit(client, "acquire", "http", {"url": silent_server, "output": "x"},
+                            timeout_s=8)  # fmt: skip
+            wait_status(client, job_id, "running")
+            own_redis.stop()
+            own_redis.start()  # its data is back (AOF), its runner's user is not
+            job = wait_finished(client, job_id, timeout_s=90)
+            # Timeout (not Error) is in the result the runner stored after the restart.
+            assert (job["status"], job["exit_code"], job["reason"]) == ("failed", 124, "Timeout")
+            messages = read_stream(api, job_id).messages
+            assert [m.get("progress") for m in messages if "progress" in m][-3:] == [
+                0.9, 0.95, 1.0
+            ]  # fmt: skip
+            assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+        assert f"re-created the Redis user of job {job_id}" in api.log_path.read_text()
+    finally:
+        stop_api(api)

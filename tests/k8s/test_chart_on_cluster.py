@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import yaml
 
 from tests.deploy.chart import CHART, VALUE_SETS, Rendered, render
 from tests.e2e.conftest import ApiServer, start_api, stop_api
+from tests.e2e.sync_executor import SyncExecutor
 from tests.k8s.cluster import ControlPlane
 from tests.k8s.node_agent import NodeAgent
 from tests.services import RedisServer, S3Server
@@ -64,8 +66,9 @@ def _token_kubeconfig(control_plane: ControlPlane, namespace: str, path: Path) -
 def _api_env(rendered: Rendered, keys_file: Path) -> dict[str, str]:
     """The API container's environment from the chart, as the kubelet would build it."""
     env = rendered.api_env()
-    # This machine's process, not the container: its own port, data dir and keys file.
-    for name in ("ZYRA_HOST", "ZYRA_PORT", "ZYRA_DATA_DIR"):
+    # This machine's process, not the container: its own port, folders, socket and keys.
+    for name in ("ZYRA_HOST", "ZYRA_PORT", "ZYRA_DATA_DIR", "ZYRA_WORK_DIR",
+                 "ZYRA_SYNC_EXECUTOR_SOCKET"):  # fmt: skip
         env.pop(name)
     keys = rendered.secret_data(f"{FULLNAME}-api-keys")
     keys_file.write_text(keys["api-keys"])
@@ -105,9 +108,17 @@ def chart_api(
         "ZYRA_K8S__RUNNER_COMMAND": json.dumps([sys.executable, "-m", "runner"]),
         "ZYRA_K8S__WORK_MOUNT": str(tmp_path / "pod-work"),
     }  # fmt: skip
+    # The pod's other container: sync runs fork in a sync executor of their own.
+    sandbox = rendered.container_env("sync-executor")["ZYRA_SANDBOX"]
+    executor = SyncExecutor(tmp_path / "sync" / "executor.sock", tmp_path / "executor.log",
+                            sandbox=sandbox)  # fmt: skip
+    executor.start()
+    env |= {"ZYRA_SYNC_EXECUTOR_SOCKET": str(executor.socket),
+            "ZYRA_WORK_DIR": str(tmp_path / "shared-work")}  # fmt: skip
     server = start_api(tmp_path, inputs, **env)
     yield server, rendered
     stop_api(server)
+    executor.stop()
 
 
 def test_backend_as_the_charts_service_account_runs_the_helm_test_end_to_end(
@@ -130,9 +141,18 @@ def test_backend_as_the_charts_service_account_runs_the_helm_test_end_to_end(
     pod_spec = job["spec"]["template"]["spec"]
     assert pod_spec["serviceAccountName"] == f"{FULLNAME}-runner"
     env = {e["name"]: e.get("valueFrom") for e in pod_spec["containers"][0]["env"]}
-    assert env["ZYRA_REDIS_URL"] == {
-        "secretKeyRef": {"name": f"{FULLNAME}-redis", "key": "redis-url"}
+    # No credential of the service: the run's own, from the run's own Secret.
+    assert not [name for name in env if name.startswith("AWS_") or name == "ZYRA_REDIS_URL"]
+    assert env["ZYRA_JOB_CREDENTIALS"] == {
+        "secretKeyRef": {"name": f"zyra-{async_job}", "key": "credentials"}
     }
+    deadline = time.monotonic() + 10  # the API deletes it once the run is finalised
+    while (
+        f"secret/zyra-{async_job}"
+        in control_plane.kubectl("get", "secrets", "-n", namespace, "-o", "name").stdout
+    ):
+        assert time.monotonic() < deadline, "the run's Secret was not deleted"
+        time.sleep(0.2)
     assert "Forbidden" not in server.log_path.read_text()  # no call the Role lacks
 
 
@@ -143,11 +163,16 @@ def test_backend_as_the_charts_service_account_runs_the_helm_test_end_to_end(
         ("delete", "jobs.batch", "yes"),
         ("watch", "pods", "yes"),
         ("get", "pods/log", "yes"),
+        ("create", "secrets", "yes"),  # each run's own credentials
+        ("delete", "secrets", "yes"),
         # Not needed by the backend, so not granted:
         ("delete", "pods", "no"),
         ("create", "pods", "no"),
         ("patch", "jobs.batch", "no"),
         ("get", "secrets", "no"),
+        ("list", "secrets", "no"),
+        ("watch", "secrets", "no"),
+        ("update", "secrets", "no"),
         ("create", "pods/exec", "no"),
         ("list", "jobs.batch --all-namespaces", "no"),
     ],

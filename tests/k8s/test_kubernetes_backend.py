@@ -12,23 +12,22 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from kubernetes import client
 
+from runner.credentials import CREDENTIALS_ENV, JobCredentials
 from tests.e2e.conftest import ApiServer, start_api, stop_api
 from tests.e2e.jobs_client import read_stream, submit, wait_finished, wait_status
 from tests.k8s.cluster import ControlPlane
 from tests.k8s.node_agent import NodeAgent
-from tests.services import RedisServer, S3Server, free_port
+from tests.services import RedisServer, S3Server
+
+# A valid pipeline, for jobs that never get to run it.
+NEVER_RUNS = {"stages": [{"stage": "visualize", "command": "heatmap",
+                          "args": {"input": "field.npy", "output": "map.png"}}]}  # fmt: skip
 
 MAP = {"no_coastline": True, "no_borders": True, "no_gridlines": True, "width": 120,
        "height": 60}  # fmt: skip
-
-
-def _secret(core: client.CoreV1Api, namespace: str, name: str, data: dict[str, str]) -> None:
-    core.create_namespaced_secret(
-        namespace,
-        client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data),
-    )
 
 
 @pytest.fixture
@@ -38,15 +37,10 @@ def k8s_api(
     control_plane: ControlPlane,
     node_agent: NodeAgent,
     namespace: str,
-    k8s_client: client.ApiClient,
     redis_server: RedisServer,
     s3_server: S3Server,
 ) -> Iterator[ApiServer]:
-    core = client.CoreV1Api(k8s_client)
     redis_url = redis_server.url[:-1] + "5"
-    _secret(core, namespace, "zyra-redis", {"url": redis_url})
-    _secret(core, namespace, "zyra-s3", {"access-key": s3_server.access_key,
-                                          "secret-key": s3_server.secret_key})  # fmt: skip
     env = {
         "ZYRA_BACKEND": "kubernetes",
         "ZYRA_REDIS_URL": redis_url,
@@ -58,9 +52,6 @@ def k8s_api(
         "ZYRA_K8S__RUNNER_COMMAND": json.dumps([sys.executable, "-m", "runner"]),
         "ZYRA_K8S__WORK_MOUNT": str(tmp_path / "pod-work"),
         "ZYRA_K8S__DEADLINE_MARGIN_S": "0",
-        "ZYRA_K8S__REDIS_URL_SECRET": json.dumps({"name": "zyra-redis", "key": "url"}),
-        "ZYRA_K8S__S3_ACCESS_KEY_SECRET": json.dumps({"name": "zyra-s3", "key": "access-key"}),
-        "ZYRA_K8S__S3_SECRET_KEY_SECRET": json.dumps({"name": "zyra-s3", "key": "secret-key"}),
     }
     server = start_api(tmp_path, inputs, **env)
     yield server
@@ -152,7 +143,7 @@ def test_an_image_that_cannot_be_pulled_fails_with_that_reason(
     api = start_api(tmp_path / "again", inputs, **env)
     try:
         with api.client() as c:
-            job_id = submit(c, "run", None, {"config": "none.yaml"})
+            job_id = submit(c, "run", None, {"config": NEVER_RUNS})
             job = wait_finished(c, job_id, timeout_s=120)
             assert (job["status"], job["reason"]) == ("failed", "ImagePullBackOff")
             assert job["exit_code"] is None
@@ -184,50 +175,49 @@ def test_runner_cut_off_from_redis_still_reports_through_the_pod(
     tmp_path: Path,
     inputs: Path,
     k8s_api: ApiServer,
-    k8s_client: client.ApiClient,
-    namespace: str,
-    records_json: Path,
+    redis_server: RedisServer,
     silent_server: str,
 ) -> None:
-    """The runner's Redis URL points at a closed port; the API's Redis works."""
+    """Redis refuses the runner (its user is disabled before the pod starts), as if it
+    were out of the runner's reach; the API's Redis works."""
     stop_api(k8s_api)
-    _secret(client.CoreV1Api(k8s_client), namespace, "zyra-redis-unreachable",
-            {"url": f"redis://127.0.0.1:{free_port()}/0"})  # fmt: skip
     env = {
         **k8s_api.env,
-        "ZYRA_K8S__REDIS_URL_SECRET": json.dumps({"name": "zyra-redis-unreachable", "key": "url"}),
         "ZYRA_K8S__PLAIN_ENV": json.dumps({"ZYRA_EVENT_FLUSH_WAIT_S": "1"}),
         "ZYRA_K8S_LOG_FALLBACK_AFTER_S": "1",
     }
-    # Prints its steps, then waits on a server that never answers until the timeout.
-    workflow = inputs / "print-then-wait.yaml"
-    workflow.write_text(
-        "jobs:\n  build:\n    steps:\n"
-        f'      - "process api-json {records_json} --format csv"\n'
-        f'      - "acquire http {silent_server} -o never.bin"\n'
-    )
+    # Traces its stage, then waits on a server that never answers until the timeout.
+    fetch = {"stage": "acquire", "command": "http",
+             "args": {"url": silent_server, "output": "never.bin"}}  # fmt: skip
     api = start_api(tmp_path / "cut-off", inputs, **env)
     try:
         with api.client() as c:
-            job_id = submit(c, "run", None, {"config": str(workflow)}, timeout_s=20)
+            job_id = submit(
+                c, "run", None, {"config": {"stages": [fetch]}, "trace": True}, timeout_s=20
+            )
+            # The user exists once the run is accepted; its pod starts later.
+            admin = redis.Redis.from_url(redis_server.url)
+            admin.execute_command("ACL", "SETUSER", f"zyra-job-{job_id}", "off")
             wait_status(c, job_id, "running", timeout_s=120)
-            head = read_stream(api, job_id, stop_after=4)  # live, while the job waits
+            _messages_until(api, job_id, "+ http get")  # live, while the job waits
             assert c.get(f"/jobs/{job_id}").json()["status"] == "running"
-            assert "[job build] step 2/2: acquire http" in head.messages[-1]["stdout"], head
             job = wait_finished(c, job_id, timeout_s=120)
             # No margin here: the Job's deadline passes before the runner's own timeout.
             assert (job["status"], job["reason"]) == ("failed", "DeadlineExceeded")
-            assert "[job build] starting (2 steps)" in job["stdout"]
+            assert "+ http get" in job["stdout"]
             assert "could not store the result" in job["stdout"]
     finally:
         stop_api(api)
 
 
-@pytest.fixture
-def records_json(inputs: Path) -> Path:
-    path = inputs / "small-records.json"
-    path.write_text(json.dumps([{"i": i, "name": f"line {i}"} for i in range(20)]))
-    return path
+def _messages_until(api: ApiServer, job_id: str, text: str) -> list[dict]:
+    """A job's stream up to the first message whose stdout holds `text` (waits for it)."""
+    messages: list[dict] = []
+    for count in range(1, 100):
+        messages = read_stream(api, job_id, stop_after=count).messages
+        if text in messages[-1].get("stdout", ""):
+            return messages
+    raise AssertionError(f"{text!r} never came: {messages}")
 
 
 def _runner_pid(job_id: str) -> int | None:
@@ -262,10 +252,11 @@ def test_a_runner_killed_by_a_signal_is_reported_as_such(
 def test_a_runner_over_its_memory_limit_is_oomkilled(
     api_client: httpx.Client, inputs: Path
 ) -> None:
-    # 200Mi cannot hold the runner and a Zyra command: the node agent kills the group
-    # the way the kernel's OOM killer would, and reports OOMKilled.
+    # 100Mi cannot hold the runner and a Zyra command (a heatmap peaks near 150Mi): the
+    # node agent kills the group the way the kernel's OOM killer would, and reports
+    # OOMKilled.
     args = {"input": str(inputs / "field.npy"), "output": "big.png", **MAP}
-    job_id = submit(api_client, "visualize", "heatmap", args, resources={"memory": "200Mi"})
+    job_id = submit(api_client, "visualize", "heatmap", args, resources={"memory": "100Mi"})
     job = wait_finished(api_client, job_id, timeout_s=120)
     assert (job["status"], job["exit_code"], job["reason"]) == ("failed", 137, "OOMKilled")
 
@@ -289,3 +280,52 @@ def test_two_api_replicas_finalise_a_job_once(
             assert first_client.get(f"/jobs/{job_id}").json() == job
     finally:
         stop_api(second)
+
+
+def _job_users(server: RedisServer) -> set[str]:
+    users = redis.Redis.from_url(server.url).execute_command("ACL", "USERS")
+    return {u.decode() for u in users if u.startswith(b"zyra-job-")}
+
+
+def test_a_runner_pod_holds_only_its_own_jobs_credentials(
+    api_client: httpx.Client,
+    k8s_client: client.ApiClient,
+    namespace: str,
+    redis_server: RedisServer,
+    s3_server: S3Server,
+    silent_server: str,
+) -> None:
+    job_id = submit(api_client, "acquire", "http", {"url": silent_server, "output": "x"})
+    wait_status(api_client, job_id, "running", timeout_s=120)
+    core, batch = client.CoreV1Api(k8s_client), client.BatchV1Api(k8s_client)
+    job = batch.read_namespaced_job(f"zyra-{job_id}", namespace)
+    [container] = job.spec.template.spec.containers
+    env = {e.name: e for e in container.env}
+    assert not [name for name in env if name.startswith("AWS_") or name == "ZYRA_REDIS_URL"]
+    ref = env[CREDENTIALS_ENV].value_from.secret_key_ref
+    assert (ref.name, ref.key) == (f"zyra-{job_id}", "credentials")
+    secret = core.read_namespaced_secret(f"zyra-{job_id}", namespace)
+    [owner] = secret.metadata.owner_references
+    assert (owner.kind, owner.name, owner.uid) == ("Job", f"zyra-{job_id}", job.metadata.uid)
+
+    deadline = time.monotonic() + 30
+    while (pid := _runner_pid(job_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pid is not None
+    environ = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    assert s3_server.secret_key not in environ
+    assert "AWS_" not in environ and "ZYRA_REDIS_URL=" not in environ
+    line = next(v for v in environ.split("\0") if v.startswith(CREDENTIALS_ENV + "="))
+    credentials = JobCredentials.model_validate_json(line.split("=", 1)[1])
+    assert credentials.redis_url and f"zyra-job-{job_id}:" in credentials.redis_url
+    assert f"zyra-job-{job_id}" in _job_users(redis_server)
+
+    assert api_client.delete(f"/jobs/{job_id}").json()["cancelled"] is True
+    assert wait_finished(api_client, job_id, timeout_s=60)["status"] == "cancelled"
+    deadline = time.monotonic() + 10
+    while f"zyra-job-{job_id}" in _job_users(redis_server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"zyra-job-{job_id}" not in _job_users(redis_server)
+    with pytest.raises(client.ApiException) as gone:
+        core.read_namespaced_secret(f"zyra-{job_id}", namespace)
+    assert gone.value.status == 404

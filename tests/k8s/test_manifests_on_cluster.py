@@ -75,17 +75,19 @@ def test_dev_overlay_is_self_contained_in_its_namespace(control_plane: ControlPl
     assert ("PodDisruptionBudget", "zyra-orchestrator") not in built
     deployment = built["Deployment", "zyra-orchestrator"]
     assert deployment["spec"]["replicas"] == 1
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == "zyra-orchestrator-api:dev"
+    container, sync = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == "api" and container["image"] == "zyra-orchestrator-api:dev"
+    assert sync["name"] == "sync-executor" and sync["image"] == "zyra-orchestrator-runner:dev"
     [subject] = built["RoleBinding", "zyra-orchestrator"]["subjects"]
     assert subject == {"kind": "ServiceAccount", "name": "zyra-orchestrator",
                        "namespace": "zyra-dev"}  # fmt: skip
     config = built["ConfigMap", "zyra-orchestrator"]["data"]
     assert config["ZYRA_K8S__NAMESPACE"] == "zyra-dev"
     assert config["ZYRA_K8S__IMAGE"] == "zyra-orchestrator-runner:dev"
-    # Every Secret the API pod and the runner Jobs read is generated, with its key.
+    # Every Secret the API pod reads is generated, with its key (runner Jobs read none:
+    # each run gets a Secret of its own from the API).
     refs = [var["valueFrom"]["secretKeyRef"] for var in container["env"]]
-    refs += [yaml.safe_load(v) for k, v in config.items() if k.endswith("_SECRET")]
+    assert not [k for k in config if k.endswith("_SECRET")]
     for ref in refs:
         assert ref["key"] in built["Secret", ref["name"]]["data"], ref
 

@@ -49,7 +49,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) -}}
 {{- end -}}
 
-{{/* Secrets: name and key of each credential the API and the runners read. */}}
+{{/* The sync executor's socket, and the volume the API shares job folders on: the same
+paths in both containers of the API pod. */}}
+{{- define "zyra.syncSocketDir" -}}/run/zyra-sync{{- end -}}
+{{- define "zyra.syncSocket" -}}/run/zyra-sync/executor.sock{{- end -}}
+{{- define "zyra.workVolumeDir" -}}/var/lib/zyra-work{{- end -}}
+
+{{/* Secrets: name and key of each credential the API reads. */}}
 
 {{- define "zyra.apiKeysSecret" -}}
 {{- default (printf "%s-api-keys" (include "zyra.fullname" .)) .Values.apiKeys.existingSecret -}}
@@ -124,10 +130,19 @@ Args: dict root, secret (name), key.
 
 {{/* Fail early, with the value to set, when a required dependency is missing. */}}
 {{- define "zyra.validate" -}}
+{{- if and .Values.oauth2.issuer (not .Values.oauth2.audience) -}}
+{{- fail "oauth2.issuer needs oauth2.audience: the `aud` values this service's tokens carry" -}}
+{{- end -}}
 {{- if and (not .Values.redis.deploy.enabled) (not .Values.redis.url) (not .Values.redis.existingSecret) -}}
 {{- fail "Redis is required: set redis.url or redis.existingSecret, or redis.deploy.enabled=true" -}}
 {{- end -}}
 {{- if and .Values.s3.accessKey (not .Values.s3.secretKey) -}}
 {{- fail "s3.accessKey is set without s3.secretKey" -}}
+{{- end -}}
+{{- if not .Values.podSecurityContext.fsGroup -}}
+{{- fail "podSecurityContext.fsGroup is required: the API and its sync executor share job folders through that group" -}}
+{{- end -}}
+{{- if eq (int .Values.syncExecutor.runAsUser) (int (.Values.podSecurityContext.runAsUser | default 0)) -}}
+{{- fail "syncExecutor.runAsUser must not be the API's uid (podSecurityContext.runAsUser)" -}}
 {{- end -}}
 {{- end -}}

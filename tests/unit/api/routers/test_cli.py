@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+PIPELINE = {"stages": [{"stage": "visualize", "command": "heatmap",
+                        "args": {"input": "field.npy", "output": "map.png"}}]}  # fmt: skip
+
 
 def test_commands_document_lists_stages_with_schemas(app_client: TestClient) -> None:
     body = app_client.get("/cli/commands").json()
@@ -52,7 +55,7 @@ def test_bad_argument_is_422_naming_it_and_what_it_accepts(app_client: TestClien
 
 def test_timeout_above_the_server_maximum_is_422(app_client: TestClient) -> None:
     r = app_client.post(
-        "/cli/run", json={"stage": "run", "args": {"config": "p.yaml"}, "timeout_s": 31}
+        "/cli/run", json={"stage": "run", "args": {"config": PIPELINE}, "timeout_s": 31}
     )
     assert r.status_code == 422
     [problem] = r.json()["detail"]
@@ -113,7 +116,7 @@ def test_resources_beyond_the_limits_or_malformed_are_422(
 ) -> None:
     r = app_client.post(
         "/cli/run",
-        json={"stage": "run", "args": {"config": "p.yaml"}, "mode": "async",
+        json={"stage": "run", "args": {"config": PIPELINE}, "mode": "async",
               "resources": resources},
     )  # fmt: skip
     assert r.status_code == 422, r.text

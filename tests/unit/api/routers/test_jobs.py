@@ -2,6 +2,12 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+# Its input does not exist: it fails, and its own staged copy is no output.
+HEATMAP_OF_NOTHING = {"input": "missing.npy", "output": "map.png"}
+FAILING_PIPELINE = {
+    "stages": [{"stage": "visualize", "command": "heatmap", "args": HEATMAP_OF_NOTHING}]
+}
+
 
 def test_unknown_job_is_404(app_client: TestClient) -> None:
     r = app_client.get("/jobs/0123456789abcdef")
@@ -11,7 +17,7 @@ def test_unknown_job_is_404(app_client: TestClient) -> None:
 
 def test_download_of_a_job_without_outputs_is_404_with_a_reason(app_client: TestClient) -> None:
     run = app_client.post(
-        "/cli/run", json={"stage": "run", "args": {"config": "missing.yaml"}}
+        "/cli/run", json={"stage": "run", "args": {"config": FAILING_PIPELINE}}
     ).json()
     assert run["exit_code"] != 0 and run["outputs"] == []
     r = app_client.get(f"/jobs/{run['job_id']}/download")
@@ -21,7 +27,7 @@ def test_download_of_a_job_without_outputs_is_404_with_a_reason(app_client: Test
 
 def test_download_name_must_be_one_of_the_jobs_outputs(app_client: TestClient) -> None:
     run = app_client.post(
-        "/cli/run", json={"stage": "run", "args": {"config": "missing.yaml"}}
+        "/cli/run", json={"stage": "run", "args": {"config": FAILING_PIPELINE}}
     ).json()
     r = app_client.get(f"/jobs/{run['job_id']}/download", params={"file": "../../jobs.sqlite3"})
     assert r.status_code == 404
