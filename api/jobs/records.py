@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from runner.outputs import OutputFile
 
@@ -39,6 +39,9 @@ class JobRecord(BaseModel):
     command: str
     args: dict[str, Any]
     submitted_by: str
+    owner: str = Field(
+        "", description="The principal's id (api/security/principals.py): who may see it."
+    )
     exit_code: int | None = None
     reason: str | None = None
     progress: float = 0.0
@@ -59,3 +62,10 @@ class JobRecord(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _legacy_owner(self) -> JobRecord:
+        """Records from before principals belong to the API key that submitted them."""
+        if not self.owner:
+            self.owner = f"key:{self.submitted_by}"
+        return self

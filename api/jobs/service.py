@@ -16,6 +16,7 @@ from api.jobs.callbacks import deliver_in_background
 from api.jobs.records import JobRecord, JobStatus, RunMode, utcnow
 from api.jobs.runner_credentials import RunnerCredentials
 from api.jobs.store import JobFilter, JobPage, JobStore
+from api.security.principals import Principal
 from api.settings import Settings
 from runner import progress
 from runner.argv import InvalidArgsError, PathPolicy, build_argv
@@ -199,7 +200,7 @@ class JobService:
         return UploadMeta.model_validate_json(raw) if raw else None
 
     def _new_record(
-        self, prepared: PreparedRun, mode: RunMode, principal: str, callback_url: str | None
+        self, prepared: PreparedRun, mode: RunMode, principal: Principal, callback_url: str | None
     ) -> JobRecord:
         return JobRecord(
             job_id=uuid.uuid4().hex,
@@ -207,7 +208,8 @@ class JobService:
             stage=prepared.command.stage,
             command=prepared.command.name,
             args=prepared.args,
-            submitted_by=principal,
+            submitted_by=principal.name,
+            owner=principal.id,
             timeout_s=prepared.timeout_s,
             callback_url=callback_url,
             resources=prepared.resources.model_dump(exclude_none=True)
@@ -224,7 +226,7 @@ class JobService:
 
     # --- sync ---------------------------------------------------------------------------
 
-    async def run_sync(self, prepared: PreparedRun, principal: str) -> JobRecord:
+    async def run_sync(self, prepared: PreparedRun, principal: Principal) -> JobRecord:
         record = self._new_record(prepared, RunMode.SYNC, principal, None)
         await anyio.to_thread.run_sync(self.store.save, record)
         return await anyio.to_thread.run_sync(
@@ -321,7 +323,9 @@ class JobService:
 
     # --- async --------------------------------------------------------------------------
 
-    def submit(self, prepared: PreparedRun, principal: str, callback_url: str | None) -> JobRecord:
+    def submit(
+        self, prepared: PreparedRun, principal: Principal, callback_url: str | None
+    ) -> JobRecord:
         """Record the job, then hand it to the backend; returns at once."""
         assert self.backend is not None
         record = self._new_record(prepared, RunMode.ASYNC, principal, callback_url)

@@ -94,11 +94,11 @@ async def run_command(
             ],
         ) from exc
     if body.mode is RunMode.ASYNC:
-        record = await anyio.to_thread.run_sync(service.submit, prepared, principal.name, callback)
+        record = await anyio.to_thread.run_sync(service.submit, prepared, principal, callback)
         response.status_code = status.HTTP_202_ACCEPTED
         return AcceptedResponse(job_id=record.job_id)
     try:
-        record = await service.run_sync(prepared, principal.name)
+        record = await service.run_sync(prepared, principal)
     except InputGoneError as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
