@@ -30,9 +30,10 @@ class ApiServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
 
-def start_api(tmp: Path, inputs: Path, **env: str) -> ApiServer:
+def start_api(tmp: Path, inputs: Path, *, checkout: Path | None = None, **env: str) -> ApiServer:
     """An API on loopback. Tests fetch from servers of their own on 127.0.0.1 (e.g.
-    `silent_server`), so that address is allowed unless `ZYRA_OUTBOUND_ALLOW` is given."""
+    `silent_server`), so that address is allowed unless `ZYRA_OUTBOUND_ALLOW` is given.
+    `checkout`: run another checkout's code with its own `.venv` (benchmarks)."""
     port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     data_dir = tmp / "data"
@@ -47,9 +48,11 @@ def start_api(tmp: Path, inputs: Path, **env: str) -> ApiServer:
         **env,
     }
     with log_path.open("wb") as log:
+        python = str(checkout / ".venv" / "bin" / "python") if checkout else sys.executable
         process = subprocess.Popen(
-            [sys.executable, "-m", "api"], env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
+            [python, "-m", "api"], env=full_env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=checkout,
+        )  # fmt: skip
     server = ApiServer(f"http://127.0.0.1:{port}", process, data_dir, log_path, env)
     if wait_ready(f"{server.url}/readyz", process, log_path.read_text, timeout=120):
         return server
