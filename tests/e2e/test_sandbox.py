@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -104,6 +105,21 @@ def test_readyz_reports_the_sandbox_in_force(client: httpx.Client) -> None:
     assert body["sandbox"]["mode"] == "required"
     assert body["sandbox"]["level"] == "full"
     assert body["sandbox"]["landlock_abi"] >= 6
+
+
+def test_the_data_dir_and_its_files_are_the_services_alone(
+    api: ApiServer, client: httpx.Client
+) -> None:
+    client.post("/upload", files={"file": ("x.csv", b"a,b\n")})
+    sandbox = client.get("/readyz").json()["sandbox"]
+    # Commands running as another uid may pass through to their own folders, not list.
+    own_uid = sandbox["identity"] in (f"uid {os.geteuid()}", "uid 0 without capabilities")
+    expected = 0o700 if own_uid else 0o711
+    assert stat.S_IMODE(api.data_dir.stat().st_mode) == expected
+    files = [p for p in api.data_dir.rglob("*") if p.is_file()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files), [
+        (p, oct(p.stat().st_mode)) for p in files if stat.S_IMODE(p.stat().st_mode) != 0o600
+    ]
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

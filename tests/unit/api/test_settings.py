@@ -1,0 +1,52 @@
+"""Settings that keep the service's own files out of commands' reach."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from api.settings import Settings
+from runner.quotas import MB
+from runner.sandbox import SandboxMode
+
+
+def test_an_allowed_prefix_holding_the_data_dir_stops_the_start(tmp_path: Path) -> None:
+    """The README's old advice, ZYRA_ALLOWED_PATH_PREFIXES=/tmp with the default data dir
+    under /tmp, would let any command copy the job store and the key file."""
+    with pytest.raises(ValidationError, match=rf"ZYRA_ALLOWED_PATH_PREFIXES names {tmp_path}, "
+                       rf"which holds {tmp_path / 'data'}"):  # fmt: skip
+        Settings(allowed_path_prefixes=[str(tmp_path)], data_dir=tmp_path / "data")
+
+
+@pytest.mark.parametrize("which", ["api_keys_file", "storage_dir", "work_dir"])
+def test_no_readable_folder_may_hold_a_key_file_storage_or_work_dir(
+    tmp_path: Path, which: str
+) -> None:
+    shared = tmp_path / "shared"
+    with pytest.raises(ValidationError, match="holds"):
+        Settings(data_dir=tmp_path / "data", sandbox_tool_paths=[str(shared)],
+                 **{which: shared / "inside"})  # fmt: skip
+
+
+def test_the_sandbox_policy_and_quotas_follow_the_settings(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        allowed_path_prefixes=[str(tmp_path / "shared")],
+        sandbox_tool_paths=[str(tmp_path / "tools")],
+        sandbox="required",
+        run_max_log_mb=3,
+        run_max_disk_mb=None,
+    )
+    policy = settings.sandbox_policy
+    assert policy.mode is SandboxMode.REQUIRED
+    assert policy.read_paths == [str(tmp_path / "shared")]
+    assert policy.tool_paths == [str(tmp_path / "tools")]
+    assert str(tmp_path / "data") in policy.private_paths
+    assert (settings.run_quotas.log_bytes, settings.run_quotas.disk_bytes) == (3 * MB, None)
+
+
+def test_an_unknown_sandbox_mode_is_refused_naming_the_choices() -> None:
+    with pytest.raises(ValidationError, match="'required', 'best-effort' or 'off'"):
+        Settings(sandbox="strict")
