@@ -412,6 +412,8 @@ def test_runner_venv_runs_a_real_job(runner_build: Built, inputs: Path, tmp_path
         "timeout_s": 120,
         "env": {},
         "work_root": str(tmp_path / "work" / job_id),
+        # The API lets commands read its allowed path prefixes; nothing else of the machine.
+        "sandbox": {"mode": "required", "read_paths": [str(inputs)]},
     }  # fmt: skip
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(spec))

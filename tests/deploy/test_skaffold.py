@@ -84,8 +84,10 @@ def test_chart_renders_with_what_skaffold_sets_and_forwards_port_8000(name: str)
     rendered = render(values, sets=template_values(release, section["build"]["artifacts"]),
                       release=release["name"], namespace=release["namespace"])  # fmt: skip
     [deployment] = rendered.of_kind("Deployment")
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == "zyra-orchestrator-api:skaffold-test"
+    images = {c["name"]: c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}
+    # The sync executor beside the API runs the runner image skaffold built too.
+    assert images == {"api": "zyra-orchestrator-api:skaffold-test",
+                      "sync-executor": "zyra-orchestrator-runner:skaffold-test"}  # fmt: skip
     config = next(c for c in rendered.of_kind("ConfigMap") if "ZYRA_K8S__IMAGE" in c["data"])
     assert config["data"]["ZYRA_K8S__IMAGE"] == "zyra-orchestrator-runner:skaffold-test"
     forwards = section.get("portForward", SKAFFOLD["portForward"])
