@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from runner.argv import ArgProblem
 from runner.catalog import CommandSpec, PathRole
@@ -31,6 +31,11 @@ class UploadMeta(BaseModel):
     size: int
     sha256: str
     created_at: datetime
+    owner: str = Field(
+        "",
+        description="The uploader's principal id: only it (and admin) may read or use the "
+        "upload. Empty for uploads from before owners: admin only.",
+    )
 
 
 class StagedInput(BaseModel):

@@ -2,9 +2,11 @@
 
 Each read chunk becomes one event per stream carrying its complete lines (a
 partial line waits for its end), so 10,000 short lines cost a handful of
-appends, not 10,000. Every byte is also written to the runner's own
-stdout/stderr, so `kubectl logs` shows the command's output. If the event log
-is unreachable, events wait in memory, in order, and are retried.
+appends, not 10,000. The same text is also written to the runner's own
+stdout/stderr, so `kubectl logs` shows the command's output. Secret argument
+values (`spec.secrets`) are scrubbed from both first: whole lines only, so a secret
+split across two reads is still found. If the event log is unreachable, events wait
+in memory, in order, and are retried.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from runner import progress
@@ -19,11 +22,15 @@ from runner.dependencies import DependencyUnavailableError
 from runner.events import EventLog
 from runner.execute import Stream
 from runner.outputs import looks_binary
+from runner.secret_args import Redactor
 
 
 class OutputPublisher:
-    def __init__(self, log: EventLog, job_id: str, echo: bool = True) -> None:
+    def __init__(
+        self, log: EventLog, job_id: str, echo: bool = True, secrets: Iterable[str] = ()
+    ) -> None:
         self.log, self.job_id, self.echo = log, job_id, echo
+        self.scrub = Redactor(secrets)
         self._pending: deque[dict[str, Any]] = deque()
         self._partial = {Stream.STDOUT: b"", Stream.STDERR: b""}
         self._retry_at = 0.0
@@ -63,10 +70,6 @@ class OutputPublisher:
             self._partial[stream] = b""
         if stream is Stream.STDOUT and self.stdout_binary:
             return
-        if self.echo:
-            target = sys.stdout if stream is Stream.STDOUT else sys.stderr
-            target.buffer.write(chunk)
-            target.flush()
         data = self._partial[stream] + chunk
         complete, _, rest = data.rpartition(b"\n")
         self._partial[stream] = rest
@@ -74,7 +77,12 @@ class OutputPublisher:
             self._publish_text(stream, complete + b"\n")
 
     def _publish_text(self, stream: Stream, data: bytes) -> None:
-        text = data.decode("utf-8", errors="replace")
+        decoded = data.decode("utf-8", errors="replace")
+        text = self.scrub(decoded)
+        if self.echo:
+            target = sys.stdout if stream is Stream.STDOUT else sys.stderr
+            target.buffer.write(data if text == decoded else text.encode("utf-8"))
+            target.flush()
         self.emit(**{stream.value: text})
         fractions = [f for line in text.splitlines() if (f := progress.command_fraction(line))]
         if fractions:

@@ -1,8 +1,9 @@
-"""The job spec a runner receives: everything to run one command, no secrets.
+"""The job spec a runner receives: everything to run one command, no secrets of the service.
 
 Credentials, the job's own (runner/credentials.py), reach the runner through
 its environment (from a per-job Secret in a cluster), never through the spec,
-so the spec can be shown by `kubectl describe` or written to disk.
+so the spec can be shown by `kubectl describe` or written to disk. What the client
+sent is there, though: a `--password` argument is in argv (and in `secrets`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class JobSpec(BaseModel):
     sandbox: SandboxPolicy = Field(default_factory=SandboxPolicy)
     quotas: RunQuotas = Field(default_factory=RunQuotas)
     outbound_allow: list[str] = Field(default_factory=list)
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="Secret argument values (runner/secret_args.py), already in argv or "
+        "inputs: scrubbed from the command's output before it is published or echoed.",
+    )
 
 
 def load_spec(path: str | None) -> JobSpec:

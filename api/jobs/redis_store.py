@@ -1,4 +1,11 @@
-"""Job records in Redis: one JSON value per job, a time index, a set of active jobs."""
+"""Job records in Redis: one JSON value per job, a time index (all jobs, and one per
+owner), a set of active jobs.
+
+The per-owner indexes (`<prefix>:jobs:owner:<principal id>`, same scores as the time
+index) are written with each record. Records saved before they existed are indexed
+once, lazily, by the first listing by owner of any process: it walks the time index
+and then sets `<prefix>:jobs:owner-indexed`, which later processes find.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +27,14 @@ class RedisJobStore:
         self.prefix = prefix
         self._index = f"{prefix}:jobs"
         self._active = f"{prefix}:jobs:active"
+        self._owners_indexed = f"{prefix}:jobs:owner-indexed"
+        self._owner_index_ready = False
 
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:record"
+
+    def _owner_index(self, owner: str) -> str:
+        return f"{self._index}:owner:{owner}"
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -37,7 +49,9 @@ class RedisJobStore:
 
     def _write(self, pipe: redis.client.Pipeline, record: JobRecord) -> None:
         pipe.set(self._key(record.job_id), record.model_dump_json())
-        pipe.zadd(self._index, {record.job_id: record.created_at.timestamp()})
+        score = {record.job_id: record.created_at.timestamp()}
+        pipe.zadd(self._index, score)
+        pipe.zadd(self._owner_index(record.owner), score)
         if record.status.is_terminal():
             pipe.srem(self._active, record.job_id)
         else:
@@ -77,16 +91,36 @@ class RedisJobStore:
             raws = self._redis.mget([self._key(i.decode()) for i in ids])
         return [JobRecord.model_validate_json(r) for r in raws if r]
 
+    def _index_legacy_owners(self) -> None:
+        """Add records saved before per-owner indexes to theirs (once; idempotent, so
+        two processes doing it at once do no harm)."""
+        if self._owner_index_ready:
+            return
+        with self._guard():
+            if not self._redis.exists(self._owners_indexed):
+                offset, batch = 0, 500
+                while ids := self._redis.zrange(self._index, offset, offset + batch - 1):
+                    offset += len(ids)
+                    with self._redis.pipeline(transaction=False) as pipe:
+                        for record in self._records(ids):
+                            score = {record.job_id: record.created_at.timestamp()}
+                            pipe.zadd(self._owner_index(record.owner), score)
+                        pipe.execute()
+                self._redis.set(self._owners_indexed, 1)
+        self._owner_index_ready = True
+
     def list(self, flt: JobFilter, limit: int, cursor: str | None) -> JobPage:
         after = _order_key(*parse_cursor(cursor)) if cursor else None
         top = f"{-after[0]:.6f}" if after else "+inf"
+        index = self._index
+        if flt.owner is not None:
+            self._index_legacy_owners()
+            index = self._owner_index(flt.owner)
         found: list[JobRecord] = []
         offset, batch = 0, max(limit * 4, 100)
         while len(found) <= limit:
             with self._guard():
-                ids = self._redis.zrevrangebyscore(
-                    self._index, top, "-inf", start=offset, num=batch
-                )
+                ids = self._redis.zrevrangebyscore(index, top, "-inf", start=offset, num=batch)
             if not ids:
                 break
             offset += len(ids)

@@ -14,8 +14,11 @@ TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
 JOBS_TABLE = (
     "CREATE TABLE IF NOT EXISTS jobs ("
     " job_id TEXT PRIMARY KEY, status TEXT NOT NULL, stage TEXT NOT NULL,"
-    " command TEXT NOT NULL, created REAL NOT NULL, record TEXT NOT NULL)"
+    " command TEXT NOT NULL, created REAL NOT NULL, record TEXT NOT NULL,"
+    " owner TEXT NOT NULL DEFAULT '')"
 )
+JOBS_COLUMNS = "job_id, status, stage, command, created, record, owner"
+SAVE_JOB = f"INSERT OR REPLACE INTO jobs ({JOBS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
 @dataclass(frozen=True)
@@ -23,12 +26,14 @@ class JobFilter:
     status: JobStatus | None = None
     stage: str | None = None
     command: str | None = None
+    owner: str | None = None  # a principal id
 
     def matches(self, record: JobRecord) -> bool:
         return (
             (self.status is None or record.status == self.status)
             and (self.stage is None or record.stage == self.stage)
             and (self.command is None or record.command == self.command)
+            and (self.owner is None or record.owner == self.owner)
         )
 
 
@@ -71,6 +76,7 @@ class SqliteJobStore:
             (
                 JOBS_TABLE,
                 "CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created DESC, job_id)",
+                "CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created DESC, job_id)",
             ),
             timeout_s=30,
             upgrade=self._upgrade,
@@ -78,20 +84,33 @@ class SqliteJobStore:
 
     @classmethod
     def _upgrade(cls, db: sqlite3.Connection) -> None:
-        """The first layout (job_id, status, created_at, record) kept only what
-        `get` needed; rebuild the columns listing filters on from each record."""
-        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
-        if not columns or "created" in columns:
-            return
-        rows = db.execute("SELECT record FROM jobs").fetchall()
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("DROP TABLE jobs")
-        db.execute(JOBS_TABLE)
-        db.executemany(
-            "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)",
-            [cls._row(JobRecord.model_validate_json(r[0])) for r in rows],
-        )
+        """Bring an older file's table up to date, in place:
+        - the first layout (job_id, status, created_at, record) kept only what `get`
+          needed: rebuild the columns listing filters on from each record;
+        - the second had no `owner`: add it, filled from each record (records from
+          before principals belong to `key:<submitted_by>`, records.py)."""
+        db.execute("BEGIN IMMEDIATE")  # another process may be upgrading the same file
+        try:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            if columns and "created" not in columns:
+                records = cls._records_of(db)
+                db.execute("DROP TABLE jobs")
+                db.execute(JOBS_TABLE)
+                db.executemany(SAVE_JOB, [cls._row(r) for r in records])
+            elif columns and "owner" not in columns:
+                db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+                db.executemany(
+                    "UPDATE jobs SET owner = ? WHERE job_id = ?",
+                    [(r.owner, r.job_id) for r in cls._records_of(db)],
+                )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         db.execute("COMMIT")
+
+    @staticmethod
+    def _records_of(db: sqlite3.Connection) -> list[JobRecord]:
+        return [JobRecord.model_validate_json(r[0]) for r in db.execute("SELECT record FROM jobs")]
 
     @staticmethod
     def _row(record: JobRecord) -> tuple:
@@ -102,11 +121,12 @@ class SqliteJobStore:
             record.command,
             record.created_at.timestamp(),
             record.model_dump_json(),
+            record.owner,
         )
 
     def save(self, record: JobRecord) -> None:
         with self._file.connect() as db:
-            db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?)", self._row(record))
+            db.execute(SAVE_JOB, self._row(record))
 
     def save_unless_terminal(self, record: JobRecord) -> bool:
         with self._file.connect() as db:
@@ -117,7 +137,7 @@ class SqliteJobStore:
             if row and row[0] in TERMINAL:
                 db.execute("ROLLBACK")
                 return False
-            db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?)", self._row(record))
+            db.execute(SAVE_JOB, self._row(record))
             db.execute("COMMIT")
         return True
 
@@ -132,6 +152,7 @@ class SqliteJobStore:
             ("status", flt.status),
             ("stage", flt.stage),
             ("command", flt.command),
+            ("owner", flt.owner),
         ):
             if value is not None:
                 where.append(f"{column} = ?")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from runner.events import RedisEventLog, SqliteEventLog
 from runner.execute import Stream
 from runner.publish import OutputPublisher
@@ -21,6 +23,19 @@ def test_lines_split_across_chunks_arrive_whole_and_in_order(tmp_path: Path) -> 
     assert "".join(e.stdout or "" for e in events) == "one\ntwo\nthree\nno newline at end"
     assert all(e.stdout is None or e.stdout.endswith("\n") for e in events[:-1])
     assert [e.stderr for e in events if e.stderr] == ["warning\n"]
+
+
+def test_secrets_are_scrubbed_from_events_and_echo_even_split_across_reads(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    log = SqliteEventLog(tmp_path / "e.sqlite3")
+    pub = OutputPublisher(log, "j", secrets=["hunter2"])
+    for chunk in (b"Command: zyra acquire ftp --password=hun", b"ter2 x\n", b"tail hunter2"):
+        pub.output(Stream.STDERR, chunk)
+    assert pub.close()
+    published = "".join(e.stderr or "" for e in log.read("j"))
+    assert published == "Command: zyra acquire ftp --password=*** x\ntail ***"
+    assert capfd.readouterr().err == published
 
 
 def test_binary_stdout_is_not_published(tmp_path: Path) -> None:
