@@ -29,4 +29,7 @@ if __name__ == "__main__":
         host=settings.host,
         port=settings.port,
         log_config=uvicorn_log_config(),
+        # The client's address comes from ZYRA_TRUSTED_PROXIES alone (api/limits): uvicorn
+        # would otherwise believe X-Forwarded-For from 127.0.0.1 (FORWARDED_ALLOW_IPS).
+        proxy_headers=False,
     )

@@ -36,7 +36,7 @@ async def authenticate(
     without valid credentials, 403 (4403) naming a scope the route needs and the
     caller lacks. The principal is also left in `conn.state.principal`."""
     authenticator: Authenticator = conn.app.state.authenticator
-    principal = await authenticator.principal(conn)
+    principal = await authenticator.identify(conn)  # maybe already, by the rate limiter
     authenticator.require(principal, security_scopes.scopes)
     conn.state.principal = principal
     return principal

@@ -37,7 +37,8 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _dependency_down(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
+async def dependency_down(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
+    """503 naming the dependency that is down; a WebSocket is closed with 1013."""
     assert isinstance(exc, DependencyUnavailableError)
     if isinstance(conn, WebSocket):  # e.g. the OAuth2 JWKS, while authenticating
         await close_websocket(conn, CLOSE_TRY_AGAIN, str(exc))
@@ -51,4 +52,4 @@ async def _dependency_down(conn: HTTPConnection, exc: Exception) -> JSONResponse
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(DependencyUnavailableError, _dependency_down)
+    app.add_exception_handler(DependencyUnavailableError, dependency_down)

@@ -104,6 +104,9 @@ worker_class = "uvicorn_worker.UvicornWorker"
 timeout = int_env(os.environ, "ZYRA_GUNICORN_TIMEOUT_S", 120, minimum=0)
 graceful_timeout = int_env(os.environ, "ZYRA_GUNICORN_GRACEFUL_TIMEOUT_S", 30, minimum=0)
 keepalive = int_env(os.environ, "ZYRA_GUNICORN_KEEPALIVE_S", 5, minimum=0)
+# No proxy trusted by the server itself: the client's address comes from
+# ZYRA_TRUSTED_PROXIES alone (api/limits), whatever FORWARDED_ALLOW_IPS says.
+forwarded_allow_ips = ""
 # Each worker builds its own services (template process, backend watchers) in the
 # app's lifespan; nothing is worth sharing from a preloaded app.
 preload_app = False

@@ -136,7 +136,7 @@ class CatalogResponse(BaseModel):
 
 
 class JobView(BaseModel):
-    """`GET /jobs/{id}`."""
+    """`GET /jobs/{id}`. Secret arguments (`x-zyra.secret`) are `***` to all but the owner."""
 
     job_id: str
     status: str
@@ -146,6 +146,10 @@ class JobView(BaseModel):
     args: dict[str, Any]
     submitted_by: str = Field(
         description="Who submitted it: an API key's name, or a token's name claim."
+    )
+    owner: str = Field(
+        description="The principal it belongs to (`key:<name>`, `oauth2:<sub>`): only it "
+        "and admin see the job; what `GET /jobs?owner=` filters on."
     )
     exit_code: int | None
     reason: str | None

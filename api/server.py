@@ -20,6 +20,13 @@ from api.jobs.redis_store import RedisJobStore
 from api.jobs.runner_credentials import CredentialKeeper, RedisJobUsers, RunnerCredentials
 from api.jobs.service import JobService
 from api.jobs.store import JobStore, SqliteJobStore
+from api.limits.admission import RequestLimits
+from api.limits.dispatcher import FairShareDispatcher
+from api.limits.errors import install_limit_error_handler
+from api.limits.fair_share import FairShareQueue, RedisFairShareQueue, SqliteFairShareQueue
+from api.limits.middleware import RateLimitMiddleware
+from api.limits.rates import RateLimiter
+from api.limits.sync_slots import RedisSyncRunSlots
 from api.retention import RetentionCleaner
 from api.routers import cli, files, health, jobs, stream
 from api.security.api_keys import ApiKeyRing
@@ -111,7 +118,38 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
             settings.local_max_running,
             credentials=service.runner_credentials,
         )
+    _share_fairly(settings, service)
     return service
+
+
+def _share_fairly(settings: Settings, service: JobService) -> None:
+    """Per-principal caps (api/limits): sync runs executing, async jobs at the backend;
+    kept in Redis when there is one, so they hold across API processes."""
+    assert service.backend is not None
+    queue: FairShareQueue
+    if settings.redis_url:
+        queue = RedisFairShareQueue(settings.redis_url)
+        service.principal_sync_slots = RedisSyncRunSlots(
+            settings.redis_url, settings.max_sync_runs_per_principal
+        )
+    else:
+        queue = SqliteFairShareQueue(settings.data_dir / "fair_share.sqlite3")
+    cap = settings.max_running_jobs_per_principal
+    service.fair_share = FairShareDispatcher(
+        queue,
+        cap,
+        service.backend.dispatch_group,
+        service.launch_claimed,
+        service.has_ended,
+        settings.fair_share_dispatch_interval_s,
+    )
+    if settings.backend == "local" and not 0 < cap < settings.local_max_running:
+        log.warning(
+            "ZYRA_MAX_RUNNING_JOBS_PER_PRINCIPAL=%d and ZYRA_LOCAL_MAX_RUNNING=%d: one "
+            "principal can take every runner slot; a cap below the slots keeps room for others",
+            cap,
+            settings.local_max_running,
+        )
 
 
 def _kubernetes_backend(settings: Settings, service: JobService) -> Backend:
@@ -200,9 +238,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if oauth2:
             log.info("OAuth2 bearer tokens of %s accepted", oauth2.issuer)
+        # Counted in Redis when there is one: every worker and replica shares the counts.
+        app.state.request_limits = RequestLimits(settings, RateLimiter(settings.redis_url))
         install_log_redaction()  # whatever server runs us: no ?api_key= in its logs
         app.state.job_service = service
         threading.Thread(target=_reconcile_until_done, args=(service,), daemon=True).start()
+        assert service.fair_share is not None
+        service.fair_share.start()
         cleaner = RetentionCleaner(service.storage, settings)
         cleaner.start()
         keeper = CredentialKeeper(service.sync_runner_users, settings.redis_acl_sync_s)
@@ -211,6 +253,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            service.fair_share.stop()
             keeper.stop()
             cleaner.stop()
             assert service.backend is not None
@@ -225,6 +268,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_auth_error_handler(app)
+    install_limit_error_handler(app)
+    app.add_middleware(RateLimitMiddleware)
     for router in (health.router, cli.router, jobs.router, files.router, stream.router):
         app.include_router(router)
     return app

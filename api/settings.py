@@ -10,6 +10,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from api.backends.job_manifest import KubernetesJobSettings
+from api.limits.client_address import parse_networks
 from api.security.jwks import insecure_url_problem
 from api.security.oauth2 import ASYMMETRIC_ALGORITHMS, OAuth2Config
 from runner.catalog import DEFAULT_STAGES, STAGE_SOURCES
@@ -324,6 +325,76 @@ class Settings(BaseSettings):
     @property
     def outbound_policy(self) -> OutboundPolicy:
         return OutboundPolicy.from_entries(self.outbound_allow)
+
+    # --- limits (docs/security.md, "Limits and fair shares") ----------------------------
+    rate_limit_window_s: int = Field(
+        60,
+        ge=1,
+        le=86400,
+        description="The window every rate limit counts in: at most N requests in any "
+        "WINDOW seconds (a moving window).",
+    )
+    rate_limit_per_principal: int = Field(
+        600,
+        ge=0,
+        description="Requests one principal may make per window, on any route but the "
+        "health probes; beyond it 429 with Retry-After. 0: no limit.",
+    )
+    rate_limit_sync_runs_per_principal: int = Field(
+        60,
+        ge=0,
+        description="Sync runs (POST /cli/run, mode sync) one principal may start per "
+        "window, besides counting as requests. 0: no limit.",
+    )
+    rate_limit_per_ip: int = Field(
+        300,
+        ge=0,
+        description="Requests without a valid credential (none, a refused one, the docs) "
+        "per window from one client address (an IPv6 client's /64); authenticated "
+        "requests count against their principal instead. 0: no limit.",
+    )
+    rate_limit_failed_auth_per_ip: int = Field(
+        10,
+        ge=0,
+        description="Refused credentials (a wrong API key, an invalid token) per window "
+        "from one client address; beyond them every request from there gets 429, "
+        "whatever it presents, until the window has passed. 0: no limit.",
+    )
+    max_sync_runs_per_principal: int = Field(
+        2,
+        ge=0,
+        description="Sync runs one principal may have executing at once (across API "
+        "processes with Redis); one more gets 429 at once instead of waiting for a slot "
+        "of ZYRA_SYNC_CONCURRENCY others need. 0: no cap.",
+    )
+    max_running_jobs_per_principal: int = Field(
+        2,
+        ge=0,
+        description="Async jobs of one principal at the backend at once (running, or "
+        "waiting for a ZYRA_LOCAL_MAX_RUNNING slot; with Kubernetes, Jobs created); its "
+        "later jobs wait `queued`, in order, without holding back other principals. "
+        "0: no cap.",
+    )
+    fair_share_dispatch_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often waiting jobs are checked for room besides when a job is "
+        "submitted or ends: a safety net (jobs another API process queued, a backend "
+        "that could not take a job).",
+    )
+    trusted_proxies: Annotated[CommaList, BeforeValidator(_split)] = Field(
+        default_factory=list,
+        description="Proxies (addresses or CIDRs, e.g. `10.42.0.0/16` for an ingress "
+        "controller's pods) whose X-Forwarded-For is believed: a request from one counts "
+        "against the right-most address there that is not itself a trusted proxy. Empty: "
+        "the connection's peer is the client, whatever the headers say.",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, entries: list[str]) -> list[str]:
+        parse_networks(entries)  # raises ValueError naming a bad entry
+        return entries
 
     _split_lists = field_validator(
         "api_keys", "stages", "commands_deny", "allowed_path_prefixes", "run_env_passthrough",

@@ -85,7 +85,7 @@ def run_job(
     """Run the job; its exit code."""
     folders = JobFolders(Path(spec.work_root))
     folders.create()
-    publisher = OutputPublisher(log, spec.job_id)
+    publisher = OutputPublisher(log, spec.job_id, secrets=spec.secrets)
     if sandbox.mode is SandboxMode.REQUIRED and not sandbox.meets_required:
         why = "the sandbox is required but cannot be applied here: " + "; ".join(sandbox.problems)
         return _fail_early(publisher, log, spec, SANDBOX_EXIT_CODE, SANDBOX_UNAVAILABLE, why)

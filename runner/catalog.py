@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import IO, Any, NoReturn
 
+from runner.secret_args import is_secret_arg
+
 
 class ArgKind(StrEnum):
     """How a value turns into argv."""
@@ -114,6 +116,7 @@ class ArgSpec:
     accepts_object: bool = False
     nargs: str | int | None = None
     url: UrlArg | None = None  # a URL Zyra connects to (URL_ARGS)
+    secret: bool = False  # may carry a credential (runner/secret_args.py)
 
     @property
     def is_positional(self) -> bool:
@@ -157,6 +160,7 @@ class ArgSpec:
             "accepts_url": self.accepts_url,
             **({"at_file": True} if self.reads_at_file else {}),
             **({"url": True} if self.url else {}),
+            **({"secret": True} if self.secret else {}),
         }
         return schema
 
@@ -353,6 +357,7 @@ def command_from_parser(
             accepts_object=(stage, name, action.dest) in INLINE_DOCUMENT_ARGS,
             nargs=action.nargs,
             url=_url_arg(stage, name, action.dest),
+            secret=role is PathRole.NONE and is_secret_arg(action.dest),
         )
         if is_positional:
             position += 1

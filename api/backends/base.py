@@ -29,9 +29,13 @@ CredentialSource = Callable[[JobSpec], JobCredentials | None]
 
 
 class Backend(Protocol):
+    # The API processes that can start a job this one queued (api/limits/fair_share.py).
+    dispatch_group: str
+
     def launch(self, record: JobRecord, spec: JobSpec) -> None:
         """Queue or start the runner. When it starts, the backend reports its
-        handle (StartCallback), which the job record keeps."""
+        handle (StartCallback), which the job record keeps. Raises only having kept
+        nothing of the job (the caller queues it again)."""
         ...
 
     def cancel(self, record: JobRecord) -> None:

@@ -68,6 +68,7 @@ class KubernetesBackend:
     ) -> None:
         self.settings = settings
         self.credentials = credentials
+        self.dispatch_group = f"kubernetes:{settings.namespace}"  # any replica creates the Job
         self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.on_start, self.on_exit = on_start, on_exit

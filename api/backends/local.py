@@ -2,12 +2,14 @@
 
 At most `max_running` runners at once; later jobs wait `queued`, in order, and
 start as slots free. The spec of a waiting job is on disk, so a restarted API
-queues it again.
+queues it again. Jobs arrive here only while their principal has room under its
+own cap (api/limits/dispatcher.py), so one principal cannot fill every slot.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from runner.execute import kill_group
 from runner.spec import JobSpec
 
 RUNNER_LOST = "Lost"
+RETRY_START_S = 2.0  # a runner that could not start (e.g. Redis down) is tried again
 log = logging.getLogger("zyra.local")
 
 
@@ -63,6 +67,21 @@ class LocalBackend:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._waiting: deque[str] = deque()
         self._lock = threading.Lock()
+        self._retry_pending = False
+
+    @functools.cached_property
+    def dispatch_group(self) -> str:
+        """Jobs queued here start only here, where their folders and inputs are: an id
+        kept in the work dir, so an API restarted on the same disk finds its jobs."""
+        path = self.work_dir / "dispatch-group"
+        if not path.exists():
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f"{path.name}.{os.getpid()}")
+            draft.write_text(f"local:{uuid.uuid4().hex}")
+            with contextlib.suppress(FileExistsError):  # another process was first
+                os.link(draft, path)
+            draft.unlink()
+        return path.read_text().strip()
 
     def spec_path(self, job_id: str) -> Path:
         return self.work_dir / f"{job_id}.spec.json"
@@ -75,7 +94,27 @@ class LocalBackend:
         self.spec_path(record.job_id).write_text(spec.model_dump_json())
         with self._lock:
             self._waiting.append(record.job_id)
-        self._dispatch()
+        self._dispatch_or_retry()  # from here on the job is ours: never raise
+
+    def _dispatch_or_retry(self) -> None:
+        """Start waiting runners; one that cannot start now stays first in line and is
+        tried again shortly."""
+        try:
+            self._dispatch()
+        except Exception as exc:
+            log.warning("a runner could not start (retrying in %g s): %s", RETRY_START_S, exc)
+            with self._lock:
+                if self._retry_pending:
+                    return
+                self._retry_pending = True
+            timer = threading.Timer(RETRY_START_S, self._retry)
+            timer.daemon = True
+            timer.start()
+
+    def _retry(self) -> None:
+        with self._lock:
+            self._retry_pending = False
+        self._dispatch_or_retry()
 
     def _dispatch(self) -> None:
         """Start waiting runners while there are free slots."""
@@ -120,10 +159,7 @@ class LocalBackend:
         self.on_exit(job_id, RunnerExit(exit_code_of_returncode(returncode), reason))
         with contextlib.suppress(FileNotFoundError):
             self.spec_path(job_id).unlink()
-        try:
-            self._dispatch()
-        except Exception:  # e.g. Redis down: the next job waits for the next free slot
-            log.exception("could not start the next runner")
+        self._dispatch_or_retry()
 
     def _alive(self, handle: dict[str, Any] | None) -> bool:
         if not handle or handle.get("kind") != "local":
@@ -141,6 +177,10 @@ class LocalBackend:
             self.on_exit(record.job_id, RunnerExit(None, "Cancelled"))
             return
         handle = record.runner
+        with self._lock:
+            proc = self._procs.get(record.job_id)
+        if handle is None and proc is not None:  # started a moment ago, handle not saved yet
+            handle = {"kind": "local", "pid": proc.pid, "start_ticks": _start_ticks(proc.pid)}
         if not self._alive(handle):
             return
         pid = handle["pid"]  # type: ignore[index]
@@ -173,7 +213,7 @@ class LocalBackend:
                 threading.Thread(target=self._watch_orphan, args=(record,), daemon=True).start()
             else:
                 self.on_exit(record.job_id, RunnerExit(None, RUNNER_LOST))
-        self._dispatch()
+        self._dispatch_or_retry()
 
     def _watch_orphan(self, record: JobRecord) -> None:
         """A runner started by an earlier API process: not our child, so poll it."""

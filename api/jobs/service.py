@@ -13,9 +13,12 @@ import anyio
 from api.backends.base import Backend, RunnerExit
 from api.backends.job_manifest import RunResources
 from api.jobs.callbacks import deliver_in_background
+from api.jobs.ownership import may_see, shown_to, visible_filter
 from api.jobs.records import JobRecord, JobStatus, RunMode, utcnow
 from api.jobs.runner_credentials import RunnerCredentials
-from api.jobs.store import JobFilter, JobPage, JobStore
+from api.jobs.store import JobFilter, JobPage, JobStore, parse_cursor
+from api.limits.dispatcher import FairShareDispatcher
+from api.limits.sync_slots import LocalSyncRunSlots, SyncRunSlots
 from api.security.principals import Principal
 from api.settings import Settings
 from runner import progress
@@ -49,6 +52,7 @@ from runner.outputs import (
     sha256_of_chunks,
 )
 from runner.pipeline_config import CheckedPipeline, PipelineRules, Uploads, check_pipeline
+from runner.secret_args import Redactor, secrets_in
 from runner.spec import JobSpec
 from runner.storage import Storage, results_prefix
 from runner.workspace import JobFolders
@@ -81,6 +85,7 @@ class PreparedRun:
     timeout_s: float
     inputs: list[StagedInput]
     resources: RunResources | None = None
+    secrets: tuple[str, ...] = ()  # secret argument values, scrubbed from the output
 
 
 @dataclass
@@ -144,6 +149,12 @@ class JobService:
         self.outbound = settings.outbound_policy  # callbacks and URL arguments
         self.paths = PathPolicy(tuple(settings.allowed_path_prefixes), self.outbound)
         self._sync_slots = anyio.CapacityLimiter(settings.sync_concurrency)
+        # Fair shares (api/limits): sync runs one principal has executing, and the
+        # queue its async jobs wait in (set once built, like the backend).
+        self.principal_sync_slots: SyncRunSlots = LocalSyncRunSlots(
+            settings.max_sync_runs_per_principal
+        )
+        self.fair_share: FairShareDispatcher | None = None
 
     # --- requests -----------------------------------------------------------------------
 
@@ -155,15 +166,22 @@ class JobService:
         timeout_s: float | None,
         mode: RunMode = RunMode.SYNC,
         resources: RunResources | None = None,
+        *,
+        principal: Principal,
     ) -> PreparedRun:
-        """Validate a request; raises catalog, argv or timeout errors for the client."""
+        """Validate a request; raises catalog, argv or timeout errors for the client.
+        Uploads it names must be ones `principal` may see."""
         spec = self.catalog.resolve(stage, command)
         command_args, extra_inputs = args, list[StagedInput]()
+        secrets = secrets_in(args)
         if spec.argv_prefix == ("run",):
             # A pipeline obeys the same rules as a request; what runs is the checked copy.
-            pipeline = self.check_pipeline(args)
+            pipeline = self.check_pipeline(args, principal)
             command_args, extra_inputs = pipeline.args, pipeline.inputs
-        resolved, inputs, problems = resolve_file_refs(spec, command_args, self.upload)
+            secrets += secrets_in(pipeline.document)  # an uploaded one's too
+        resolved, inputs, problems = resolve_file_refs(
+            spec, command_args, lambda file_id: self.upload(file_id, principal)
+        )
         if problems:
             raise InvalidArgsError(problems)
         argv = build_argv(spec, resolved, self.paths)
@@ -183,21 +201,28 @@ class JobService:
             raise TimeoutTooLongError(timeout, maximum)
         if resources is not None and (over := resources.over_limits(self.settings.k8s.limits)):
             raise ResourcesTooLargeError(over)
-        return PreparedRun(spec, argv, args, timeout, [*inputs, *extra_inputs], resources)
+        inputs = [*inputs, *extra_inputs]
+        unique_secrets = tuple(dict.fromkeys(secrets))
+        return PreparedRun(spec, argv, args, timeout, inputs, resources, unique_secrets)
 
-    def check_pipeline(self, args: dict[str, Any]) -> CheckedPipeline:
+    def check_pipeline(self, args: dict[str, Any], principal: Principal) -> CheckedPipeline:
         """The args of a `run` request with its pipeline checked stage by stage."""
         rules = PipelineRules(
             self.catalog, self.paths, self.command_env, frozenset(self.settings.pipeline_env_allow)
         )
-        uploads = Uploads(self.upload, lambda file_id: self.storage.get_bytes(upload_key(file_id)))
+        uploads = Uploads(
+            lambda file_id: self.upload(file_id, principal),
+            lambda file_id: self.storage.get_bytes(upload_key(file_id)),
+        )
         return check_pipeline(args, rules, uploads)
 
-    def upload(self, file_id: str) -> UploadMeta | None:
+    def upload(self, file_id: str, principal: Principal) -> UploadMeta | None:
+        """An upload's metadata; None when there is none or `principal` may not see it."""
         if not FILE_ID.match(file_id):
             return None
         raw = self.storage.get_bytes(upload_meta_key(file_id))
-        return UploadMeta.model_validate_json(raw) if raw else None
+        meta = UploadMeta.model_validate_json(raw) if raw else None
+        return meta if meta is not None and may_see(principal, meta.owner) else None
 
     def _new_record(
         self, prepared: PreparedRun, mode: RunMode, principal: Principal, callback_url: str | None
@@ -227,11 +252,22 @@ class JobService:
     # --- sync ---------------------------------------------------------------------------
 
     async def run_sync(self, prepared: PreparedRun, principal: Principal) -> JobRecord:
-        record = self._new_record(prepared, RunMode.SYNC, principal, None)
-        await anyio.to_thread.run_sync(self.store.save, record)
-        return await anyio.to_thread.run_sync(
-            self._execute, record, prepared, limiter=self._sync_slots
-        )
+        """LimitExceededError at once while `principal` has its cap of sync runs executing,
+        rather than waiting for a process-wide slot others need."""
+        run_s = prepared.timeout_s + self.settings.kill_grace_s
+        slots = self.principal_sync_slots
+        lease = await anyio.to_thread.run_sync(slots.acquire, principal.id, run_s)
+        try:
+            record = self._new_record(prepared, RunMode.SYNC, principal, None)
+            await anyio.to_thread.run_sync(self.store.save, record)
+
+            def execute() -> JobRecord:  # once a process-wide slot is ours: it starts now
+                slots.renew(principal.id, lease, run_s)
+                return self._execute(record, prepared)
+
+            return await anyio.to_thread.run_sync(execute, limiter=self._sync_slots)
+        finally:
+            await anyio.to_thread.run_sync(slots.release, principal.id, lease)
 
     def _execute(self, record: JobRecord, prepared: PreparedRun) -> JobRecord:
         folders = JobFolders(self.settings.work_dir / record.job_id)
@@ -255,7 +291,7 @@ class JobService:
                 timeout_s=prepared.timeout_s,
                 quotas=self.settings.run_quotas,
             )
-            record = self._finish_sync(record, outcome, folders.files, staged)
+            record = self._finish_sync(record, outcome, folders.files, staged, prepared.secrets)
         except ExecutorUnavailableError as exc:
             # The record must not stay `running`; the client gets a 503.
             self.store.save(self._failed(record, "Lost", f"command executor unavailable: {exc}"))
@@ -292,7 +328,12 @@ class JobService:
         )
 
     def _finish_sync(
-        self, record: JobRecord, outcome: RunOutcome, workdir: Path, staged: frozenset[str]
+        self,
+        record: JobRecord,
+        outcome: RunOutcome,
+        workdir: Path,
+        staged: frozenset[str],
+        secrets: tuple[str, ...],
     ) -> JobRecord:
         prefix = results_prefix(record.job_id)
         over_quota = outcome.reason in QUOTA_REASONS  # nothing of it is kept
@@ -304,6 +345,8 @@ class JobService:
         else:
             stdout, stdout_cut = read_log(outcome.stdout_path, self.settings.max_log_bytes)
         stderr, stderr_cut = read_log(outcome.stderr_path, self.settings.max_log_bytes)
+        scrub = Redactor(secrets)  # e.g. Zyra's pipeline runner prints a failing stage's argv
+        stdout, stderr = scrub(stdout), scrub(stderr)
         return record.model_copy(
             update={
                 "status": JobStatus.SUCCEEDED if outcome.exit_code == 0 else JobStatus.FAILED,
@@ -343,9 +386,25 @@ class JobService:
             sandbox=self.settings.sandbox_policy,
             quotas=self.settings.run_quotas,
             outbound_allow=self.settings.outbound_allow,
+            secrets=list(prepared.secrets),
         )
-        self.backend.launch(record, spec)
+        assert self.fair_share is not None
+        self.fair_share.submit(record.owner, record.job_id, spec)  # now, or in its turn
         return record
+
+    def launch_claimed(self, job_id: str, spec: JobSpec) -> bool:
+        """Hand a job its principal has room for to the backend; False if it has ended
+        (nothing to start)."""
+        assert self.backend is not None
+        record = self.store.get(job_id)
+        if record is None or record.status.is_terminal():
+            return False
+        self.backend.launch(record, spec)
+        return True
+
+    def has_ended(self, job_id: str) -> bool:
+        record = self.store.get(job_id)
+        return record is None or record.status.is_terminal()
 
     def runner_credentials(self, spec: JobSpec) -> JobCredentials | None:
         """Called by the backend right before it starts the job's runner: credentials
@@ -367,6 +426,15 @@ class JobService:
             self.backend.release(job_id)
         except Exception as exc:
             log.warning("job %s: runner credentials not revoked yet: %s", job_id, exc)
+
+    def _make_room(self, owner: str, job_id: str) -> None:
+        """An ended job's room under its principal's cap goes to the next one; if that
+        fails now, the dispatcher's next tick does it."""
+        assert self.fair_share is not None
+        try:
+            self.fair_share.ended(owner, job_id)
+        except Exception as exc:
+            log.warning("job %s: the next job of %s not dispatched yet: %s", job_id, owner, exc)
 
     def sync_runner_users(self) -> None:
         """Re-create the per-job Redis users Redis lost; delete those of finished jobs."""
@@ -398,6 +466,7 @@ class JobService:
         if not self.store.save_unless_terminal(final):
             return  # someone else finalised it first
         self._revoke_runner_credentials(job_id)
+        self._make_room(final.owner, job_id)
         self.events.append(
             job_id,
             status=final.status.value,
@@ -485,10 +554,11 @@ class JobService:
         summary = self.summarise_events(record.job_id)
         return record.model_copy(update={**summary.log_fields(), "progress": summary.progress})
 
-    def cancel(self, job_id: str) -> tuple[JobRecord, bool]:
-        """Cancel a queued or running job; (record, whether anything changed)."""
+    def cancel(self, job_id: str, principal: Principal) -> tuple[JobRecord, bool]:
+        """Cancel a queued or running job; (record, whether anything changed). KeyError
+        when there is no such job for `principal`."""
         assert self.backend is not None
-        record = self.store.get(job_id)
+        record = self.get(job_id, principal)
         if record is None:
             raise KeyError(job_id)
         if record.status.is_terminal():
@@ -497,7 +567,11 @@ class JobService:
             return record, False  # its request is still open; it ends with it
         record = record.model_copy(update={"cancel_requested": True})
         self.store.save(record)
-        self.backend.cancel(record)
+        assert self.fair_share is not None
+        if self.fair_share.withdraw(record.owner, job_id):  # never reached the backend
+            self.on_runner_exit(job_id, RunnerExit(None, ExitReason.CANCELLED.value))
+        else:
+            self.backend.cancel(record)
         return record, True
 
     def reconcile(self) -> None:
@@ -512,12 +586,33 @@ class JobService:
         for record in stale_sync:
             # Its HTTP request died with the process that served it.
             self.on_runner_exit(record.job_id, RunnerExit(None, "Lost"))
-        self.backend.reconcile([r for r in active if r.mode is RunMode.ASYNC])
+        assert self.fair_share is not None
+        with self.fair_share.holding() as waiting:  # still in their queues: not the backend's
+            self.backend.reconcile(
+                [r for r in active if r.mode is RunMode.ASYNC and r.job_id not in waiting]
+            )
+        self.fair_share.dispatch_all()  # what waited through the restart
 
     # --- reads --------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> JobRecord | None:
-        return self.store.get(job_id)
+    def get(self, job_id: str, principal: Principal) -> JobRecord | None:
+        """The job, if `principal` may see it (api/jobs/ownership.py); else None, as for
+        an unknown id."""
+        record = self.store.get(job_id)
+        return record if record is not None and may_see(principal, record.owner) else None
 
-    def list(self, flt: JobFilter, limit: int, cursor: str | None) -> JobPage:
-        return self.store.list(flt, limit, cursor)
+    def show(self, job_id: str, principal: Principal) -> JobRecord | None:
+        """`GET /jobs/{id}`: the job as `principal` is shown it, with the output so far."""
+        record = self.get(job_id, principal)
+        return shown_to(principal, self.live_view(record)) if record is not None else None
+
+    def list(self, flt: JobFilter, limit: int, cursor: str | None, principal: Principal) -> JobPage:
+        """The jobs `principal` may see that match `flt`, as it is shown them. Raises
+        ValueError for a cursor this service did not hand out."""
+        visible = visible_filter(principal, flt)
+        if visible is None:
+            if cursor:
+                parse_cursor(cursor)
+            return JobPage([], None)
+        page = self.store.list(visible, limit, cursor)
+        return JobPage([shown_to(principal, r) for r in page.jobs], page.next_cursor)

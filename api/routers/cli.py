@@ -6,12 +6,13 @@ from functools import partial
 from importlib.metadata import version
 
 import anyio
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from api.deps import CatalogDep, JobServiceDep, ReadPrincipal, RunPrincipal
 from api.jobs.callbacks import callback_refusal
 from api.jobs.records import RunMode
 from api.jobs.service import InputGoneError, ResourcesTooLargeError, TimeoutTooLongError
+from api.limits.admission import admit_sync_run
 from api.schemas import AcceptedResponse, CatalogResponse, RunRequest, RunResponse
 from runner.argv import InvalidArgsError
 from runner.catalog import UnknownCommandError, UnknownStageError
@@ -38,12 +39,22 @@ async def list_commands(catalog: CatalogDep, _: ReadPrincipal) -> dict:
             "stage of a `run` pipeline is refused (the detail names the stage and argument), "
             "or a URL (an argument or `callback_url`) leads to a refused destination"
         },
+        429: {
+            "description": "A rate limit, or the cap on the caller's sync runs executing at "
+            "once, is reached (`limit` names it); retry after `Retry-After` seconds"
+        },
         503: {"description": "The command executor is restarting; retry"},
     },
 )
 async def run_command(
-    body: RunRequest, service: JobServiceDep, principal: RunPrincipal, response: Response
+    body: RunRequest,
+    service: JobServiceDep,
+    principal: RunPrincipal,
+    request: Request,
+    response: Response,
 ) -> RunResponse | AcceptedResponse:
+    if body.mode is RunMode.SYNC:
+        await admit_sync_run(request, principal)  # its own, stricter rate (api/limits)
     callback = str(body.callback_url) if body.callback_url else None
     if callback is not None:
         # Off the event loop: the name is resolved.
@@ -56,7 +67,7 @@ async def run_command(
             )  # fmt: skip
     try:
         # Off the event loop: a `run` pipeline is read (maybe from S3) and parsed first.
-        prepare = partial(service.prepare, body.stage, body.command, body.args)
+        prepare = partial(service.prepare, body.stage, body.command, body.args, principal=principal)
         prepared = await anyio.to_thread.run_sync(
             prepare, body.timeout_s, body.mode, body.resources
         )

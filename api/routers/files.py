@@ -45,7 +45,7 @@ def _missing_file() -> HTTPException:
     },
     responses={413: {"description": "Larger than ZYRA_MAX_UPLOAD_MB"}},
 )
-async def upload(request: Request, service: JobServiceDep, _: RunPrincipal) -> UploadMeta:
+async def upload(request: Request, service: JobServiceDep, principal: RunPrincipal) -> UploadMeta:
     limit = service.settings.max_upload_mb * MB
     boundary = boundary_of(request.headers.get("content-type", ""))
     if boundary is None:
@@ -80,6 +80,7 @@ async def upload(request: Request, service: JobServiceDep, _: RunPrincipal) -> U
         size=receiver.size,
         sha256=receiver.sha256.hexdigest(),
         created_at=datetime.now(UTC),
+        owner=principal.id,
     )
     storage = service.storage
     await anyio.to_thread.run_sync(storage.put_file, upload_key(file_id), spool / file_id)
@@ -90,8 +91,8 @@ async def upload(request: Request, service: JobServiceDep, _: RunPrincipal) -> U
 
 
 @router.get("/files/{file_id}", response_model=UploadMeta, summary="An upload's metadata")
-async def file_meta(file_id: str, service: JobServiceDep, _: ReadPrincipal) -> UploadMeta:
-    meta = await anyio.to_thread.run_sync(service.upload, file_id)
-    if meta is None:
+async def file_meta(file_id: str, service: JobServiceDep, principal: ReadPrincipal) -> UploadMeta:
+    meta = await anyio.to_thread.run_sync(service.upload, file_id, principal)
+    if meta is None:  # someone else's too: ids do not leak
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no uploaded file {file_id!r}")
     return meta

@@ -21,27 +21,38 @@ from api.jobs.records import JobRecord, JobStatus
 from api.jobs.service import JobService
 from api.jobs.store import JobFilter
 from api.schemas import CancelResponse, JobList, JobView
+from api.security.principals import Principal
 from api.streaming import follow_events
 from runner.catalog import UnknownStageError
 from runner.storage import results_prefix
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+OWNER_QUERY = (
+    "A principal id (`key:<name>`, `oauth2:<sub>`). Everyone sees only their own jobs but "
+    "admin, which sees all, or this principal's; someone else's id gives others an empty page."
+)
 
 
-async def job_or_404(service: JobService, job_id: str) -> JobRecord:
-    record = await anyio.to_thread.run_sync(service.get, job_id)
+def no_such_job(job_id: str) -> HTTPException:
+    """For an unknown id and for someone else's job alike: ids do not leak."""
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job with id {job_id!r}")
+
+
+async def job_or_404(service: JobService, job_id: str, principal: Principal) -> JobRecord:
+    record = await anyio.to_thread.run_sync(service.get, job_id, principal)
     if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job with id {job_id!r}")
+        raise no_such_job(job_id)
     return record
 
 
 @router.get("", response_model=JobList, summary="List jobs, newest first")
 async def list_jobs(
     service: JobServiceDep,
-    _: ReadPrincipal,
+    principal: ReadPrincipal,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     stage: str | None = None,
     command: str | None = None,
+    owner: Annotated[str | None, Query(description=OWNER_QUERY)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> JobList:
@@ -54,7 +65,7 @@ async def list_jobs(
         ) from exc
     try:
         page = await anyio.to_thread.run_sync(
-            service.list, JobFilter(status_, stage_name, command), limit, cursor
+            service.list, JobFilter(status_, stage_name, command, owner), limit, cursor, principal
         )
     except ValueError as exc:
         raise HTTPException(
@@ -66,15 +77,21 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobView, summary="A job's status, logs and outputs")
-async def get_job(job_id: str, service: JobServiceDep, _: ReadPrincipal) -> JobView:
-    record = await job_or_404(service, job_id)
-    return JobView.from_record(await anyio.to_thread.run_sync(service.live_view, record))
+async def get_job(job_id: str, service: JobServiceDep, principal: ReadPrincipal) -> JobView:
+    record = await anyio.to_thread.run_sync(service.show, job_id, principal)
+    if record is None:
+        raise no_such_job(job_id)
+    return JobView.from_record(record)
 
 
 @router.delete("/{job_id}", response_model=CancelResponse, summary="Cancel a job")
-async def cancel_job(job_id: str, service: JobServiceDep, _: RunPrincipal) -> CancelResponse:
-    await job_or_404(service, job_id)
-    record, changed = await anyio.to_thread.run_sync(service.cancel, job_id)
+async def cancel_job(
+    job_id: str, service: JobServiceDep, principal: RunPrincipal
+) -> CancelResponse:
+    try:
+        record, changed = await anyio.to_thread.run_sync(service.cancel, job_id, principal)
+    except KeyError:
+        raise no_such_job(job_id) from None
     if changed:
         message = "cancelling: SIGTERM now, SIGKILL after the grace period"
     elif record.status.is_terminal():
@@ -94,11 +111,11 @@ async def cancel_job(job_id: str, service: JobServiceDep, _: RunPrincipal) -> Ca
 async def job_events(
     job_id: str,
     service: JobServiceDep,
-    _: ReadPrincipal,
+    principal: ReadPrincipal,
     since: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[int | None, Header()] = None,
 ) -> StreamingResponse:
-    await job_or_404(service, job_id)
+    await job_or_404(service, job_id, principal)
     after = max(since, last_event_id or 0)
 
     async def stream() -> AsyncIterator[bytes]:
@@ -124,10 +141,10 @@ async def job_events(
 async def download(
     job_id: str,
     service: JobServiceDep,
-    _: ReadPrincipal,
+    principal: ReadPrincipal,
     file: str | None = Query(None, description="Output name, as listed in the job's outputs"),
 ) -> Response:
-    record = await job_or_404(service, job_id)
+    record = await job_or_404(service, job_id, principal)
     names = [o.name for o in record.outputs]
     if not names:
         reason = (

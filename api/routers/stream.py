@@ -22,13 +22,14 @@ CLOSE_UNKNOWN_JOB = 4404
 async def job_stream(
     websocket: WebSocket,
     job_id: str,
-    _: ReadPrincipal,  # else closed with 4401 or 4403 (api/security/authentication.py)
+    principal: ReadPrincipal,  # else closed with 4401 or 4403 (api/security/authentication.py)
     since: int = Query(0, ge=0, description="resume after this seq"),
 ) -> None:
     service: JobService = websocket.app.state.job_service
     await websocket.accept(subprotocol=accepted_subprotocol(websocket))
     try:
-        if await anyio.to_thread.run_sync(service.get, job_id) is None:
+        if await anyio.to_thread.run_sync(service.get, job_id, principal) is None:
+            # Someone else's job too: the same close as for an unknown id.
             await websocket.close(CLOSE_UNKNOWN_JOB, f"no job with id {job_id!r}")
             return
         async for event in follow_events(service.events, job_id, since):

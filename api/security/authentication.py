@@ -23,6 +23,7 @@ from api.security.credentials import (
 from api.security.jwks import UnknownKeyError
 from api.security.oauth2 import TokenRejectedError, TokenVerifier
 from api.security.principals import Principal, Scope, Source
+from runner.dependencies import DependencyUnavailableError
 
 REALM = "zyra-orchestrator"
 CLOSE_UNAUTHENTICATED = 4401
@@ -82,6 +83,20 @@ class Authenticator:
                 "no API keys are configured on this server (set ZYRA_API_KEYS)"
             )
         raise NotAuthenticatedError(f"invalid API key in {credential.where}")
+
+    async def identify(self, conn: HTTPConnection) -> Principal:
+        """`principal`, worked out once per request: the rate limiter (api/limits) asks
+        before the route's dependency does. A refusal is remembered and raised again."""
+        outcome = getattr(conn.state, "identified", None)
+        if outcome is None:
+            try:
+                outcome = await self.principal(conn)
+            except (NotAuthenticatedError, DependencyUnavailableError) as exc:
+                outcome = exc
+            conn.state.identified = outcome
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     async def _token_principal(self, credential: Credential) -> Principal:
         if self.tokens is None:

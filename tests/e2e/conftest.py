@@ -15,6 +15,16 @@ import pytest
 from tests.services import free_port, wait_ready
 
 API_KEY = "e2e-secret-key"
+# Tests of other features poll fast and run many jobs at once under one key: no rate
+# limit or fair-share cap unless a test sets one (tests/e2e/test_rate_limits.py, …).
+LIMITS_OFF = {
+    "ZYRA_RATE_LIMIT_PER_PRINCIPAL": "0",
+    "ZYRA_RATE_LIMIT_SYNC_RUNS_PER_PRINCIPAL": "0",
+    "ZYRA_RATE_LIMIT_PER_IP": "0",
+    "ZYRA_RATE_LIMIT_FAILED_AUTH_PER_IP": "0",
+    "ZYRA_MAX_SYNC_RUNS_PER_PRINCIPAL": "0",
+    "ZYRA_MAX_RUNNING_JOBS_PER_PRINCIPAL": "0",
+}
 
 
 @dataclass
@@ -45,6 +55,7 @@ def start_api(tmp: Path, inputs: Path, *, checkout: Path | None = None, **env: s
         "ZYRA_ALLOWED_PATH_PREFIXES": str(inputs),
         "ZYRA_PORT": str(port),
         "ZYRA_OUTBOUND_ALLOW": "127.0.0.1",
+        **LIMITS_OFF,
         **env,
     }
     with log_path.open("wb") as log:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -329,3 +330,42 @@ def test_a_runner_pod_holds_only_its_own_jobs_credentials(
     with pytest.raises(client.ApiException) as gone:
         core.read_namespaced_secret(f"zyra-{job_id}", namespace)
     assert gone.value.status == 404
+
+
+def test_jobs_over_a_principals_cap_become_jobs_only_when_it_has_room(
+    tmp_path: Path,
+    inputs: Path,
+    k8s_api: ApiServer,
+    k8s_client: client.ApiClient,
+    namespace: str,
+    silent_server: str,
+) -> None:
+    stop_api(k8s_api)
+    name = f"bob-{uuid.uuid4().hex[:8]}"  # a queue of its own in the shared Redis
+    env = {**k8s_api.env, "ZYRA_API_KEYS": f"{name}:{name}-key",
+           "ZYRA_MAX_RUNNING_JOBS_PER_PRINCIPAL": "1"}  # fmt: skip
+    batch = client.BatchV1Api(k8s_client)
+
+    def created(job_id: str) -> bool:
+        selector = f"zyra.job-id={job_id}"
+        return bool(batch.list_namespaced_job(namespace, label_selector=selector).items)
+
+    api = start_api(tmp_path / "capped", inputs, **env)
+    try:
+        with api.client(f"{name}-key") as c:
+            fetch = {"url": silent_server, "output": "x"}
+            first = submit(c, "acquire", "http", fetch, timeout_s=300)
+            second = submit(c, "acquire", "http", fetch, timeout_s=300)
+            assert created(first) and not created(second)
+            wait_status(c, first, "running", timeout_s=120)
+            assert c.get(f"/jobs/{second}").json()["status"] == "queued"
+            assert not created(second)
+
+            assert c.delete(f"/jobs/{first}").json()["cancelled"] is True
+            assert wait_finished(c, first, timeout_s=60)["status"] == "cancelled"
+            wait_status(c, second, "running", timeout_s=120)
+            assert created(second)
+            assert c.delete(f"/jobs/{second}").json()["cancelled"] is True
+            assert wait_finished(c, second, timeout_s=60)["status"] == "cancelled"
+    finally:
+        stop_api(api)

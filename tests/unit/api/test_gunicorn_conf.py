@@ -70,7 +70,7 @@ def test_every_setting_is_one_gunicorn_knows_and_accepts(monkeypatch: pytest.Mon
     expected = {
         "bind", "workers", "worker_class", "timeout", "graceful_timeout", "keepalive",
         "preload_app", "accesslog", "errorlog", "worker_tmp_dir", "control_socket_disable",
-        "on_starting", "nworkers_changed",
+        "on_starting", "nworkers_changed", "forwarded_allow_ips",
     }  # fmt: skip
     assert expected <= set(config.settings)
     for name in expected:
@@ -78,6 +78,8 @@ def test_every_setting_is_one_gunicorn_knows_and_accepts(monkeypatch: pytest.Mon
             config.set(name, conf[name])  # runs Gunicorn's own validator
     assert config.address == [("0.0.0.0", 8000)]
     assert config.workers == 3
+    # No proxy trusted by the server: ZYRA_TRUSTED_PROXIES alone decides (api/limits).
+    assert config.forwarded_allow_ips == []
 
 
 def test_the_worker_class_is_an_importable_gunicorn_worker(
