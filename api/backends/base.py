@@ -22,6 +22,14 @@ class RunnerExit:
     overrides_result: bool = False
 
 
+LAUNCH_FAILED = "LaunchFailed"
+
+
+class LaunchRefusedError(RuntimeError):
+    """The backend will never take this job as it is (e.g. the cluster finds its Job
+    invalid): trying again would hold its principal's queue for ever."""
+
+
 ExitCallback = Callable[[str, RunnerExit], None]
 StartCallback = Callable[[str, dict[str, Any]], None]  # job id, runner handle
 # Mints the job's own credentials right before its runner starts (None: it needs none).
@@ -35,7 +43,8 @@ class Backend(Protocol):
     def launch(self, record: JobRecord, spec: JobSpec) -> None:
         """Queue or start the runner. When it starts, the backend reports its
         handle (StartCallback), which the job record keeps. Raises only having kept
-        nothing of the job (the caller queues it again)."""
+        nothing of the job: LaunchRefusedError when trying again cannot help, anything
+        else when it may (the caller queues it again)."""
         ...
 
     def cancel(self, record: JobRecord) -> None:

@@ -17,6 +17,7 @@ the initial LIST after a restart (or a second replica) repeats nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -26,7 +27,13 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from api.backends.base import CredentialSource, ExitCallback, RunnerExit, StartCallback
+from api.backends.base import (
+    CredentialSource,
+    ExitCallback,
+    LaunchRefusedError,
+    RunnerExit,
+    StartCallback,
+)
 from api.backends.job_manifest import (
     MANAGED_BY,
     KubernetesJobSettings,
@@ -94,19 +101,39 @@ class KubernetesBackend:
         credentials = self.credentials(spec) if self.credentials else None
         manifest = job_manifest(spec, record.stage, record.command, self.settings, resources,
                                 with_credentials=credentials is not None)  # fmt: skip
-        created = self.batch.create_namespaced_job(self.settings.namespace, manifest)
+        try:
+            job_uid = self.batch.create_namespaced_job(
+                self.settings.namespace, manifest
+            ).metadata.uid
+        except ApiException as exc:
+            if exc.status in (400, 422):  # invalid as it is: it would be refused for ever
+                raise LaunchRefusedError(f"Kubernetes refused the Job: {exc.reason}: "
+                                         f"{_api_message(exc)}") from exc  # fmt: skip
+            if exc.status != 409:
+                raise
+            # An earlier attempt created it and failed after: take it over.
+            job_uid = self.batch.read_namespaced_job(
+                manifest["metadata"]["name"], self.settings.namespace
+            ).metadata.uid
         if credentials is not None:
             # After the Job: the Secret is owned by it. Its pod waits for the Secret (a
             # config error the kubelet retries), a matter of milliseconds.
-            self._create_secret(manifest, created.metadata.uid, credentials)
+            self._create_secret(manifest, job_uid, credentials)
 
     def _create_secret(
         self, job: dict[str, Any], job_uid: str, credentials: JobCredentials
     ) -> None:
+        secret = credentials_secret(job, job_uid, credentials)
         try:
-            self.core.create_namespaced_secret(
-                self.settings.namespace, credentials_secret(job, job_uid, credentials)
-            )
+            try:
+                self.core.create_namespaced_secret(self.settings.namespace, secret)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                # Left by an earlier attempt, with credentials minted again since.
+                name = secret["metadata"]["name"]
+                self.core.delete_namespaced_secret(name, self.settings.namespace)
+                self.core.create_namespaced_secret(self.settings.namespace, secret)
         except Exception:
             # A Job whose pod can never read its credentials must not stay.
             self.batch.delete_namespaced_job(
@@ -334,3 +361,11 @@ def _finished(job: Any) -> bool:
         c.type in ("Complete", "Failed") and c.status == "True"
         for c in (job.status and job.status.conditions) or []
     )
+
+
+def _api_message(exc: ApiException) -> str:
+    """The API server's own explanation (its Status message), else the raw body."""
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.body)
+    except (ValueError, AttributeError):
+        return str(exc.body)

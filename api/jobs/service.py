@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from api.backends.base import Backend, RunnerExit
+from api.backends.base import LAUNCH_FAILED, Backend, LaunchRefusedError, RunnerExit
 from api.backends.job_manifest import RunResources
 from api.jobs.callbacks import deliver_in_background
 from api.jobs.ownership import may_see, shown_to, visible_filter
@@ -399,7 +399,12 @@ class JobService:
         record = self.store.get(job_id)
         if record is None or record.status.is_terminal():
             return False
-        self.backend.launch(record, spec)
+        try:
+            self.backend.launch(record, spec)
+        except LaunchRefusedError as exc:
+            self.events.append(job_id, stderr=f"{exc}\n")
+            self.on_runner_exit(job_id, RunnerExit(None, LAUNCH_FAILED, overrides_result=True))
+            return False  # it has ended: its room goes to the next job
         return True
 
     def has_ended(self, job_id: str) -> bool:

@@ -369,3 +369,28 @@ def test_jobs_over_a_principals_cap_become_jobs_only_when_it_has_room(
             assert wait_finished(c, second, timeout_s=60)["status"] == "cancelled"
     finally:
         stop_api(api)
+
+
+def test_a_job_the_cluster_refuses_fails_at_once_and_holds_no_queue(
+    tmp_path: Path, inputs: Path, k8s_api: ApiServer, silent_server: str
+) -> None:
+    """A runner setting the API server finds invalid (a node selector key with a space):
+    each job fails saying why, instead of waiting in its principal's queue for ever."""
+    stop_api(k8s_api)
+    name = f"carol-{uuid.uuid4().hex[:8]}"
+    env = {**k8s_api.env, "ZYRA_API_KEYS": f"{name}:{name}-key",
+           "ZYRA_MAX_RUNNING_JOBS_PER_PRINCIPAL": "1",
+           "ZYRA_K8S__NODE_SELECTOR": json.dumps({"not a label key": "x"})}  # fmt: skip
+    api = start_api(tmp_path / "refused", inputs, **env)
+    try:
+        with api.client(f"{name}-key") as c:
+            fetch = {"url": silent_server, "output": "x"}
+            jobs = [submit(c, "acquire", "http", fetch, timeout_s=60) for _ in range(2)]
+            for job_id in jobs:  # the second is not held behind the first
+                job = wait_finished(c, job_id, timeout_s=30)
+                assert (job["status"], job["reason"], job["exit_code"]) == (
+                    "failed", "LaunchFailed", None)  # fmt: skip
+                assert "Kubernetes refused the Job: Unprocessable Entity" in job["stderr"]
+                assert "nodeSelector" in job["stderr"]
+    finally:
+        stop_api(api)
