@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from runner.credentials import CREDENTIALS_ENV, CREDENTIALS_KEY, JobCredentials
 from runner.spec import SPEC_ENV, JobSpec
 
+SPEC_KEY = "spec"  # the job spec's key in the run's Secret
 MANAGED_BY = "zyra-orchestrator"
 RUNNER_NAME = "zyra-runner"
 WORK_MOUNT = "/work"
@@ -109,19 +110,24 @@ def credentials_secret_name(job_id: str) -> str:
 def runner_env(
     spec: JobSpec, k8s: KubernetesJobSettings, with_credentials: bool = False
 ) -> list[dict[str, Any]]:
-    env = [{"name": SPEC_ENV, "value": json.dumps(spec.model_dump(mode="json"))}]
-    env += [{"name": k, "value": v} for k, v in sorted(k8s.plain_env.items())]
     if with_credentials:
-        ref = {"name": credentials_secret_name(spec.job_id), "key": CREDENTIALS_KEY}
-        env.append({"name": CREDENTIALS_ENV, "valueFrom": {"secretKeyRef": ref}})
-    return env
+        # The spec too: its argv may hold a caller's secret arguments, which anyone
+        # allowed to read Jobs in the namespace would otherwise see.
+        name = credentials_secret_name(spec.job_id)
+        env = [
+            {"name": variable, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+            for variable, key in ((SPEC_ENV, SPEC_KEY), (CREDENTIALS_ENV, CREDENTIALS_KEY))
+        ]
+    else:
+        env = [{"name": SPEC_ENV, "value": json.dumps(spec.model_dump(mode="json"))}]
+    return env + [{"name": k, "value": v} for k, v in sorted(k8s.plain_env.items())]
 
 
 def credentials_secret(
-    job: dict[str, Any], job_uid: str, credentials: JobCredentials
+    job: dict[str, Any], job_uid: str, credentials: JobCredentials, spec: JobSpec
 ) -> dict[str, Any]:
-    """The Secret of one run's credentials, owned by its Job (`job` as created, with the
-    uid the API server gave it), so Kubernetes deletes it with the Job."""
+    """The Secret of one run's credentials and spec, owned by its Job (`job` as created,
+    with the uid the API server gave it), so Kubernetes deletes it with the Job."""
     meta = job["metadata"]
     owner = {"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": job_uid}
     return {
@@ -134,7 +140,10 @@ def credentials_secret(
             "ownerReferences": [owner],
         },
         "type": "Opaque",
-        "stringData": {CREDENTIALS_KEY: credentials.model_dump_json()},
+        "stringData": {
+            CREDENTIALS_KEY: credentials.model_dump_json(),
+            SPEC_KEY: json.dumps(spec.model_dump(mode="json")),
+        },
     }
 
 

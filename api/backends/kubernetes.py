@@ -118,12 +118,12 @@ class KubernetesBackend:
         if credentials is not None:
             # After the Job: the Secret is owned by it. Its pod waits for the Secret (a
             # config error the kubelet retries), a matter of milliseconds.
-            self._create_secret(manifest, job_uid, credentials)
+            self._create_secret(manifest, job_uid, credentials, spec)
 
     def _create_secret(
-        self, job: dict[str, Any], job_uid: str, credentials: JobCredentials
+        self, job: dict[str, Any], job_uid: str, credentials: JobCredentials, spec: JobSpec
     ) -> None:
-        secret = credentials_secret(job, job_uid, credentials)
+        secret = credentials_secret(job, job_uid, credentials, spec)
         try:
             try:
                 self.core.create_namespaced_secret(self.settings.namespace, secret)

@@ -60,11 +60,17 @@ def test_one_attempt_with_a_deadline_and_a_ttl() -> None:
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
 
 
-def test_the_jobs_own_credentials_only_as_a_reference_to_its_secret() -> None:
-    job = job_manifest(spec(), "visualize", "heatmap", settings(), with_credentials=True)
+def test_the_jobs_own_credentials_and_spec_only_as_references_to_its_secret() -> None:
+    """Whoever may read Jobs in the namespace sees neither credentials nor the spec,
+    whose argv may hold a caller's password."""
+    secret_spec = spec(secrets=["hunter2"]).model_copy(
+        update={"argv": ["acquire", "ftp", "--password=hunter2"]}
+    )
+    job = job_manifest(secret_spec, "acquire", "ftp", settings(), with_credentials=True)
+    assert "hunter2" not in json.dumps(job)
     [container] = job["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
-    assert json.loads(env[SPEC_ENV]["value"])["argv"] == ["visualize", "heatmap", "--input=a.npy"]
+    assert env[SPEC_ENV]["valueFrom"] == {"secretKeyRef": {"name": f"zyra-{JOB_ID}", "key": "spec"}}
     assert env[CREDENTIALS_ENV] == {
         "name": CREDENTIALS_ENV,
         "valueFrom": {"secretKeyRef": {"name": f"zyra-{JOB_ID}", "key": "credentials"}},
@@ -73,12 +79,15 @@ def test_the_jobs_own_credentials_only_as_a_reference_to_its_secret() -> None:
     assert not [name for name in env if name.startswith("AWS_") or name == "ZYRA_REDIS_URL"]
     plain = job_manifest(spec(), "visualize", "heatmap", settings())  # embedded stores
     assert CREDENTIALS_ENV not in json.dumps(plain)
+    [container] = plain["spec"]["template"]["spec"]["containers"]
+    [spec_value] = [e["value"] for e in container["env"] if e["name"] == SPEC_ENV]
+    assert json.loads(spec_value)["argv"] == ["visualize", "heatmap", "--input=a.npy"]
 
 
 def test_the_credentials_secret_is_owned_by_its_job() -> None:
     job = job_manifest(spec(), "visualize", "heatmap", settings(), with_credentials=True)
     credentials = JobCredentials(redis_url="redis://zyra-job-x:pw@redis:6379/0")
-    secret = credentials_secret(job, "uid-1", credentials)
+    secret = credentials_secret(job, "uid-1", credentials, spec())
     assert secret["metadata"]["name"] == f"zyra-{JOB_ID}"
     assert secret["metadata"]["namespace"] == "zyra"
     assert secret["metadata"]["ownerReferences"] == [
@@ -86,6 +95,7 @@ def test_the_credentials_secret_is_owned_by_its_job() -> None:
     ]
     stored = JobCredentials.model_validate_json(secret["stringData"]["credentials"])
     assert stored == credentials
+    assert JobSpec.model_validate_json(secret["stringData"]["spec"]) == spec()
 
 
 def test_pod_is_locked_down() -> None:
