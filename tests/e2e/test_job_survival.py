@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -80,14 +79,6 @@ def test_killed_api_restarts_with_finished_jobs_kept_and_orphans_settled(
             assert timed_out["reason"] == "Timeout"
     finally:
         stop_api(api)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_redis_outage_is_503_naming_redis_and_loses_no_job(

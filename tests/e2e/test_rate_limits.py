@@ -186,14 +186,6 @@ def test_sync_runs_have_their_own_stricter_rate(deployment: Deployment) -> None:
         client.close()
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_redis_down_is_503_naming_redis_never_an_open_door(
     tmp_path: Path, inputs: Path, own_redis: RedisServer
 ) -> None:
