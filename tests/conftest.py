@@ -12,6 +12,7 @@ import pytest
 
 from runner.catalog import CommandCatalog
 from tests.data import write_grib2
+from tests.oidc import LoopbackIssuer
 from tests.services import RedisServer, S3Server
 
 
@@ -35,6 +36,18 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[LoopbackIssuer]:
+    """An OAuth2 issuer on loopback with an RSA and an EC signing key (one per module:
+    tests rotate its keys)."""
+    issuer = LoopbackIssuer()
+    issuer.add_key("rsa-1", "rsa")
+    issuer.add_key("ec-1", "ec")
+    issuer.start()
+    yield issuer
+    issuer.stop()
 
 
 @pytest.fixture(scope="session")

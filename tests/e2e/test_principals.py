@@ -29,16 +29,6 @@ MAP_FLAGS = {"no_coastline": True, "no_borders": True, "no_gridlines": True}
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[LoopbackIssuer]:
-    issuer = LoopbackIssuer()
-    issuer.add_key("rsa-1", "rsa")
-    issuer.add_key("ec-1", "ec")
-    issuer.start()
-    yield issuer
-    issuer.stop()
-
-
-@pytest.fixture(scope="module")
 def api(
     tmp_path_factory: pytest.TempPathFactory, inputs: Path, issuer: LoopbackIssuer
 ) -> Iterator[ApiServer]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -20,16 +20,6 @@ from tests.services import free_port
 
 T = TypeVar("T")
 RUN_READ = frozenset({Scope.RUN, Scope.READ})
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LoopbackIssuer]:
-    issuer = LoopbackIssuer()
-    issuer.add_key("rsa-1", "rsa")
-    issuer.add_key("ec-1", "ec")
-    issuer.start()
-    yield issuer
-    issuer.stop()
 
 
 def config(issuer: LoopbackIssuer, **changes: Any) -> OAuth2Config:
