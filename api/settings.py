@@ -18,7 +18,6 @@ from runner.outbound import OutboundPolicy
 from runner.quotas import MB, RunQuotas
 from runner.sandbox import SandboxMode, SandboxPolicy
 
-CommaList = Annotated[list[str], NoDecode]
 DEFAULT_DATA_DIR = Path(tempfile.gettempdir()) / "zyra-orchestrator"
 
 
@@ -26,6 +25,10 @@ def _split(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+# A list setting: comma-separated in the environment, blanks dropped.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split)]
 
 
 class Settings(BaseSettings):
@@ -58,7 +61,7 @@ class Settings(BaseSettings):
         "exactly as their `iss` claim says (e.g. `https://id.example.com/realms/zyra`); "
         "HTTPS (HTTP only on loopback). Unset: no tokens, only API keys.",
     )
-    oauth2_audience: Annotated[CommaList, BeforeValidator(_split)] = Field(
+    oauth2_audience: CommaList = Field(
         default_factory=list,
         description="Accepted `aud` values, comma-separated (a token must name one); "
         "required with an issuer, so tokens the issuer made for other services are refused.",
@@ -68,7 +71,7 @@ class Settings(BaseSettings):
         description="The issuer's signing keys (JWKS); default: the `jwks_uri` of "
         "ISSUER/.well-known/openid-configuration. HTTPS (HTTP only on loopback).",
     )
-    oauth2_algorithms: Annotated[CommaList, BeforeValidator(_split)] = Field(
+    oauth2_algorithms: CommaList = Field(
         default_factory=lambda: list(ASYMMETRIC_ALGORITHMS),
         description="Signature algorithms accepted, comma-separated; asymmetric only "
         f"({', '.join(ASYMMETRIC_ALGORITHMS)}): never `none`, never HS*.",
@@ -236,7 +239,7 @@ class Settings(BaseSettings):
         default_factory=list,
         description="`stage` or `stage/command` entries (canonical names) to hide.",
     )
-    pipeline_env_allow: Annotated[CommaList, BeforeValidator(_split)] = Field(
+    pipeline_env_allow: CommaList = Field(
         default_factory=list,
         description="Environment variables a `run` pipeline may reference (`$NAME`, "
         "`${NAME:-default}`), expanded from the command's environment; any other "
@@ -306,7 +309,7 @@ class Settings(BaseSettings):
     )
 
     # --- outbound requests (docs/security.md) ------------------------------------------
-    outbound_allow: Annotated[CommaList, BeforeValidator(_split)] = Field(
+    outbound_allow: CommaList = Field(
         default_factory=list,
         description="Destinations callbacks and URL arguments may reach besides public "
         "addresses: host names (`n8n.automation.svc.cluster.local`), `*.suffix` patterns "
@@ -382,7 +385,7 @@ class Settings(BaseSettings):
         "submitted or ends: a safety net (jobs another API process queued, a backend "
         "that could not take a job).",
     )
-    trusted_proxies: Annotated[CommaList, BeforeValidator(_split)] = Field(
+    trusted_proxies: CommaList = Field(
         default_factory=list,
         description="Proxies (addresses or CIDRs, e.g. `10.42.0.0/16` for an ingress "
         "controller's pods) whose X-Forwarded-For is believed: a request from one counts "
@@ -395,11 +398,6 @@ class Settings(BaseSettings):
     def _valid_proxies(cls, entries: list[str]) -> list[str]:
         parse_networks(entries)  # raises ValueError naming a bad entry
         return entries
-
-    _split_lists = field_validator(
-        "api_keys", "stages", "commands_deny", "allowed_path_prefixes", "run_env_passthrough",
-        "sandbox_tool_paths", mode="before",
-    )(_split)  # fmt: skip
 
     @field_validator("stages")
     @classmethod
