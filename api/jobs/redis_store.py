@@ -9,16 +9,11 @@ and then sets `<prefix>:jobs:owner-indexed`, which later processes find.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import redis
 
 from api.jobs.records import JobRecord
 from api.jobs.store import JobFilter, JobPage, cursor_of, parse_cursor
-from runner.dependencies import DependencyUnavailableError
-
-_DOWN = (redis.ConnectionError, redis.TimeoutError)
+from runner.dependencies import redis_reachable
 
 
 class RedisJobStore:
@@ -36,15 +31,8 @@ class RedisJobStore:
     def _owner_index(self, owner: str) -> str:
         return f"{self._index}:owner:{owner}"
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except _DOWN as exc:
-            raise DependencyUnavailableError("Redis", exc) from exc
-
     def ping(self) -> None:
-        with self._guard():
+        with redis_reachable():
             self._redis.ping()
 
     def _write(self, pipe: redis.client.Pipeline, record: JobRecord) -> None:
@@ -58,13 +46,13 @@ class RedisJobStore:
             pipe.sadd(self._active, record.job_id)
 
     def save(self, record: JobRecord) -> None:
-        with self._guard(), self._redis.pipeline() as pipe:
+        with redis_reachable(), self._redis.pipeline() as pipe:
             self._write(pipe, record)
             pipe.execute()
 
     def save_unless_terminal(self, record: JobRecord) -> bool:
         key = self._key(record.job_id)
-        with self._guard(), self._redis.pipeline() as pipe:
+        with redis_reachable(), self._redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(key)
@@ -80,14 +68,14 @@ class RedisJobStore:
                     continue
 
     def get(self, job_id: str) -> JobRecord | None:
-        with self._guard():
+        with redis_reachable():
             raw = self._redis.get(self._key(job_id))
         return JobRecord.model_validate_json(raw) if raw else None
 
     def _records(self, ids: list[bytes]) -> list[JobRecord]:
         if not ids:
             return []
-        with self._guard():
+        with redis_reachable():
             raws = self._redis.mget([self._key(i.decode()) for i in ids])
         return [JobRecord.model_validate_json(r) for r in raws if r]
 
@@ -96,7 +84,7 @@ class RedisJobStore:
         two processes doing it at once do no harm)."""
         if self._owner_index_ready:
             return
-        with self._guard():
+        with redis_reachable():
             if not self._redis.exists(self._owners_indexed):
                 offset, batch = 0, 500
                 while ids := self._redis.zrange(self._index, offset, offset + batch - 1):
@@ -119,7 +107,7 @@ class RedisJobStore:
         found: list[JobRecord] = []
         offset, batch = 0, max(limit * 4, 100)
         while len(found) <= limit:
-            with self._guard():
+            with redis_reachable():
                 ids = self._redis.zrevrangebyscore(index, top, "-inf", start=offset, num=batch)
             if not ids:
                 break
@@ -136,7 +124,7 @@ class RedisJobStore:
         return JobPage(found, cursor_of(found[-1]) if more and found else None)
 
     def active(self) -> list[JobRecord]:
-        with self._guard():
+        with redis_reachable():
             ids = list(self._redis.smembers(self._active))
         return [r for r in self._records(ids) if not r.status.is_terminal()]
 

@@ -19,15 +19,13 @@ Both survive an API restart: what waits is dispatched again at start-up.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import redis
 
-from runner.dependencies import DependencyUnavailableError
+from runner.dependencies import redis_reachable
 from runner.sqlite_file import SqliteFile
 
 
@@ -113,16 +111,9 @@ class RedisFairShareQueue:
         base = f"{self.prefix}:owner:{owner}"
         return f"{base}:queue", f"{base}:groups", f"{base}:specs", f"{base}:running"
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise DependencyUnavailableError("Redis", exc) from exc
-
     def enqueue(self, owner: str, job_id: str, group: str, spec: str) -> None:
         queue, groups, specs, _ = self._keys(owner)
-        with self._guard(), self._redis.pipeline() as pipe:  # MULTI/EXEC: all or nothing
+        with redis_reachable(), self._redis.pipeline() as pipe:  # MULTI/EXEC: all or nothing
             pipe.hset(groups, job_id, group)
             pipe.hset(specs, job_id, spec)
             pipe.rpush(queue, job_id)
@@ -130,13 +121,13 @@ class RedisFairShareQueue:
             pipe.execute()
 
     def claim(self, owner: str, group: str, cap: int) -> list[QueuedJob]:
-        with self._guard():
+        with redis_reachable():
             flat = self._claim(keys=[*self._keys(owner), self._owners], args=[cap, group, owner])
         return [QueuedJob(flat[i].decode(), flat[i + 1].decode()) for i in range(0, len(flat), 2)]
 
     def put_back(self, owner: str, group: str, jobs: list[QueuedJob]) -> None:
         queue, groups, specs, running = self._keys(owner)
-        with self._guard(), self._redis.pipeline() as pipe:
+        with redis_reachable(), self._redis.pipeline() as pipe:
             for job in reversed(jobs):
                 pipe.srem(running, job.job_id)
                 pipe.hset(groups, job.job_id, group)
@@ -147,26 +138,26 @@ class RedisFairShareQueue:
 
     def withdraw(self, owner: str, job_id: str) -> bool:
         queue, groups, specs, _ = self._keys(owner)
-        with self._guard():
+        with redis_reachable():
             return bool(self._withdraw(keys=[queue, groups, specs, self._owners],
                                        args=[job_id, owner]))  # fmt: skip
 
     def release(self, owner: str, job_id: str) -> None:
-        with self._guard():
+        with redis_reachable():
             self._redis.srem(self._keys(owner)[3], job_id)
 
     def running(self, owner: str) -> set[str]:
-        with self._guard():
+        with redis_reachable():
             return {m.decode() for m in self._redis.smembers(self._keys(owner)[3])}
 
     def waiting_owners(self) -> set[str]:
-        with self._guard():
+        with redis_reachable():
             return {m.decode() for m in self._redis.smembers(self._owners)}
 
     def waiting_jobs(self) -> set[str]:
         jobs: set[str] = set()
         for owner in self.waiting_owners():
-            with self._guard():
+            with redis_reachable():
                 jobs.update(m.decode() for m in self._redis.lrange(self._keys(owner)[0], 0, -1))
         return jobs
 

@@ -17,15 +17,13 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Protocol
 
 import redis
 
 from api.limits.errors import LimitExceededError
 from api.limits.rates import LimitName
-from runner.dependencies import DependencyUnavailableError
+from runner.dependencies import redis_reachable
 
 LAPSE_MARGIN_S = 60.0  # after its end, a lease nobody released no longer counts
 
@@ -114,16 +112,9 @@ class RedisSyncRunSlots:
     def _key(self, owner: str) -> str:
         return f"{self.prefix}:{owner}"
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise DependencyUnavailableError("Redis", exc) from exc
-
     def _run_take(self, owner: str, cap: int, lease: str, run_s: float) -> tuple[bool, float]:
         now = time.time()
-        with self._guard():
+        with redis_reachable():
             taken, end = self._take(
                 keys=[self._key(owner)],
                 args=[repr(now), cap, lease, repr(now + run_s), LAPSE_MARGIN_S],
@@ -145,5 +136,5 @@ class RedisSyncRunSlots:
 
     def release(self, owner: str, lease: str | None) -> None:
         if lease is not None:
-            with self._guard():
+            with redis_reachable():
                 self._redis.zrem(self._key(owner), lease)
