@@ -3,14 +3,17 @@ its own data dir and local runners): limits and fair shares must hold in both.""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
 from tests.e2e.conftest import ApiServer, start_api, stop_api
+from tests.services import RedisServer
 
 KINDS = ["embedded", "two-apis-on-redis"]
 KEYS = {name: f"{name}-key-2f8c1a" for name in ("alice", "bob", "carol", "dave", "erin")}
@@ -51,3 +54,23 @@ def start_deployment(kind: str, tmp: Path, inputs: Path, redis_url: str, **env: 
 def stop_deployment(deployment: Deployment) -> None:
     for api in deployment.apis:
         stop_api(api)
+
+
+def deployment_fixture(name: str, redis_db: int, **env: str) -> Callable[..., Iterator[Deployment]]:
+    """A module's `deployment` fixture: each kind in turn, with `env`, on Redis database
+    `redis_db` (a module of its own: modules run one after the other)."""
+
+    @pytest.fixture(scope="module", params=KINDS)
+    def deployment(
+        request: pytest.FixtureRequest,
+        tmp_path_factory: pytest.TempPathFactory,
+        inputs: Path,
+        redis_server: RedisServer,
+    ) -> Iterator[Deployment]:
+        tmp = tmp_path_factory.mktemp(f"{name}-{request.param}")
+        redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{redis_db}"
+        started = start_deployment(request.param, tmp, inputs, redis_url, **env)
+        yield started
+        stop_deployment(started)
+
+    return deployment

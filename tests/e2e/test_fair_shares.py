@@ -10,7 +10,7 @@ embedded default and on two API processes sharing Redis; across an API restart.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,10 +21,8 @@ from tests.e2e.conftest import start_api, stop_api
 from tests.e2e.deployments import (
     API_KEYS,
     KEYS,
-    KINDS,
     Deployment,
-    start_deployment,
-    stop_deployment,
+    deployment_fixture,
 )
 from tests.e2e.jobs_client import read_stream, submit, wait_finished, wait_status
 from tests.services import RedisServer
@@ -41,17 +39,7 @@ MAP = {"no_coastline": True, "no_borders": True, "no_gridlines": True, "width": 
        "height": 60}  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=KINDS)
-def deployment(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    inputs: Path,
-    redis_server: RedisServer,
-) -> Iterator[Deployment]:
-    tmp = tmp_path_factory.mktemp(f"shares-{request.param}")
-    started = start_deployment(request.param, tmp, inputs, redis_server.url[:-1] + "8", **SHARES)
-    yield started
-    stop_deployment(started)
+deployment = deployment_fixture("shares", 8, **SHARES)
 
 
 def sync_run(

@@ -9,20 +9,16 @@ one test never reach another.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.e2e.conftest import start_api, stop_api
 from tests.e2e.deployments import (
     API_KEYS,
     KEYS,
-    KINDS,
     Deployment,
-    start_deployment,
-    stop_deployment,
+    deployment_fixture,
 )
 from tests.services import RedisServer
 
@@ -42,17 +38,7 @@ LIMITS = {
 }
 
 
-@pytest.fixture(scope="module", params=KINDS)
-def deployment(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    inputs: Path,
-    redis_server: RedisServer,
-) -> Iterator[Deployment]:
-    tmp = tmp_path_factory.mktemp(f"rates-{request.param}")
-    started = start_deployment(request.param, tmp, inputs, redis_server.url[:-1] + "7", **LIMITS)
-    yield started
-    stop_deployment(started)
+deployment = deployment_fixture("rates", 7, **LIMITS)
 
 
 def alternating(
