@@ -19,22 +19,22 @@ import threading
 from pathlib import Path
 
 from runner import progress
-from runner.child import ChildRequest
 from runner.credentials import credentials_from_env
 from runner.dependencies import DependencyUnavailableError
 from runner.events import EventLog, RunnerResult, event_log_from
-from runner.execute import QUOTA_REASONS, CommandExecutor, ForkSpawner
+from runner.execute import CommandExecutor, ForkSpawner
 from runner.inputs import stage_inputs
-from runner.outputs import collect_outputs, keep_binary_stdout
+from runner.outputs import keep_outputs
 from runner.presigned import PresignedStorage
 from runner.publish import OutputPublisher
 from runner.reaper import become_subreaper
 from runner.sandbox import (
     SANDBOX_EXIT_CODE,
-    SandboxMode,
     SandboxReport,
+    SandboxUnavailableError,
     make_non_dumpable,
     probe,
+    require,
 )
 from runner.spec import JobSpec, load_spec
 from runner.storage import RunnerStorage, results_prefix, storage_from_env
@@ -86,9 +86,10 @@ def run_job(
     folders = JobFolders(Path(spec.work_root))
     folders.create()
     publisher = OutputPublisher(log, spec.job_id, secrets=spec.secrets)
-    if sandbox.mode is SandboxMode.REQUIRED and not sandbox.meets_required:
-        why = "the sandbox is required but cannot be applied here: " + "; ".join(sandbox.problems)
-        return _fail_early(publisher, log, spec, SANDBOX_EXIT_CODE, SANDBOX_UNAVAILABLE, why)
+    try:
+        require(sandbox)
+    except SandboxUnavailableError as exc:
+        return _fail_early(publisher, log, spec, SANDBOX_EXIT_CODE, SANDBOX_UNAVAILABLE, str(exc))
     try:
         staged = stage_inputs(storage, spec.inputs, folders.files)
     except KeyError as exc:
@@ -99,13 +100,11 @@ def run_job(
     publisher.set_progress(progress.INPUTS_FETCHED)
     publisher.emit(status="running", progress=progress.RUNNING)
     publisher.progress = progress.RUNNING
-    request = ChildRequest(
-        argv=spec.argv,
-        cwd=str(folders.files),
-        env={**default_command_env(), **spec.env, **folders.env()},
+    request = folders.child_request(
+        spec.argv,
+        {**default_command_env(), **spec.env},
         limits=spec.limits,
         sandbox=spec.sandbox,
-        writable=[str(p) for p in folders.writable],
         outbound_allow=spec.outbound_allow,
     )
     outcome = CommandExecutor(ForkSpawner(sandbox), kill_grace_s=spec.kill_grace_s).run(
@@ -118,11 +117,9 @@ def run_job(
     )
     publisher.set_progress(progress.COMMAND_DONE)
     prefix = results_prefix(spec.job_id)
-    outputs = []
-    if outcome.reason not in QUOTA_REASONS:  # nothing of an over-quota run is kept
-        outputs = collect_outputs(folders.files, storage, prefix, exclude=staged)
-        if publisher.stdout_binary:
-            outputs.append(keep_binary_stdout(outcome.stdout_path, storage, prefix))
+    outputs = [] if outcome.over_quota else keep_outputs(
+        folders.files, storage, prefix, staged, outcome.stdout_path, publisher.stdout_binary
+    )  # fmt: skip
     publisher.set_progress(progress.OUTPUTS_STORED)
     publisher.close(flush_wait_s())
     result = RunnerResult(

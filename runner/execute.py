@@ -74,6 +74,11 @@ class RunOutcome:
     stderr_path: Path
     signal: int | None = None
 
+    @property
+    def over_quota(self) -> bool:
+        """Stopped for a quota: nothing it wrote is kept."""
+        return self.reason in QUOTA_REASONS
+
 
 SYNC_EXECUTOR = "sync executor"  # the dependency named when sync runs cannot start
 RECONNECT_DELAY_S = 0.5

@@ -106,3 +106,18 @@ def keep_binary_stdout(stdout_path: Path, storage: RunnerStorage, prefix: str) -
     )
     storage.put_file(f"{prefix}/{name}", stdout_path)
     return output
+
+
+def keep_outputs(
+    workdir: Path,
+    storage: RunnerStorage,
+    prefix: str,
+    staged: frozenset[str],
+    stdout_path: Path,
+    stdout_binary: bool,
+) -> list[OutputFile]:
+    """Everything a finished command produced: its files, and binary stdout."""
+    outputs = collect_outputs(workdir, storage, prefix, exclude=staged)
+    if stdout_binary:
+        outputs.append(keep_binary_stdout(stdout_path, storage, prefix))
+    return outputs

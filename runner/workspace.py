@@ -7,7 +7,9 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from runner.child import ChildRequest
 from runner.sandbox import SandboxReport, hand_over
 
 SHARED_ROOT_MODE = 0o2710
@@ -73,6 +75,17 @@ class JobFolders:
             "TMPDIR": str(self.tmp),
             "MPLCONFIGDIR": str(self.home / ".config" / "matplotlib"),
         }
+
+    def child_request(self, argv: list[str], env: dict[str, str], **rest: Any) -> ChildRequest:
+        """A command run here: this working directory, HOME and TMPDIR, and these
+        folders as all it may write (`rest`: limits, sandbox, outbound allow-list)."""
+        return ChildRequest(
+            argv=argv,
+            cwd=str(self.files),
+            env={**env, **self.env()},
+            writable=[str(p) for p in self.writable],
+            **rest,
+        )
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -29,7 +29,6 @@ from runner.credentials import JobCredentials
 from runner.dependencies import DependencyUnavailableError
 from runner.events import EventLog, JobEvent, RunnerResult
 from runner.execute import (
-    QUOTA_REASONS,
     CommandExecutor,
     ExecutorUnavailableError,
     ExitReason,
@@ -44,13 +43,7 @@ from runner.inputs import (
     upload_key,
     upload_meta_key,
 )
-from runner.outputs import (
-    OutputFile,
-    collect_outputs,
-    is_text,
-    keep_binary_stdout,
-    sha256_of_chunks,
-)
+from runner.outputs import OutputFile, is_text, keep_outputs, sha256_of_chunks
 from runner.pipeline_config import CheckedPipeline, PipelineRules, Uploads, check_pipeline
 from runner.secret_args import Redactor, secrets_in
 from runner.spec import JobSpec
@@ -306,13 +299,11 @@ class JobService:
         if self.settings.sync_executor_socket is not None:
             # What the command writes stays readable (and removable) by the pod's group.
             policy = policy.model_copy(update={"umask": 0o007})
-        return ChildRequest(
-            argv=argv,
-            cwd=str(folders.files),
-            env={**self.command_env, **folders.env()},
+        return folders.child_request(
+            argv,
+            self.command_env,
             limits=self._limits(),
             sandbox=policy,
-            writable=[str(p) for p in folders.writable],
             outbound_allow=self.settings.outbound_allow,
         )
 
@@ -336,11 +327,11 @@ class JobService:
         secrets: tuple[str, ...],
     ) -> JobRecord:
         prefix = results_prefix(record.job_id)
-        over_quota = outcome.reason in QUOTA_REASONS  # nothing of it is kept
-        outputs = [] if over_quota else collect_outputs(workdir, self.storage, prefix, staged)
         binary_stdout = not is_text(outcome.stdout_path)
-        if binary_stdout and not over_quota:
-            outputs.append(keep_binary_stdout(outcome.stdout_path, self.storage, prefix))
+        outputs = [] if outcome.over_quota else keep_outputs(
+            workdir, self.storage, prefix, staged, outcome.stdout_path, binary_stdout
+        )  # fmt: skip
+        if binary_stdout:
             stdout, stdout_cut = "", False
         else:
             stdout, stdout_cut = read_log(outcome.stdout_path, self.settings.max_log_bytes)
