@@ -24,18 +24,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from runner.dependencies import DependencyUnavailableError
+from runner.lifecycle import ExitReason, JobStatus, known_reason
 from runner.outputs import OutputFile
 from runner.sqlite_file import SqliteFile
-
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class JobEvent(BaseModel):
@@ -46,24 +45,29 @@ class JobEvent(BaseModel):
     stdout: str | None = None
     stderr: str | None = None
     progress: float | None = None
-    status: str | None = None
+    status: JobStatus | None = None
     exit_code: int | None = None
-    reason: str | None = None
+    reason: ExitReason | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_reason(cls, fields: Any) -> Any:
+        return known_reason(fields)
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.status is not None and self.status.is_terminal()
 
     def message(self) -> dict[str, Any]:
-        """The WebSocket/SSE message: only the fields this event carries."""
-        return self.model_dump(exclude_none=True)
+        """The WebSocket/SSE message: only the fields this event carries, as strings."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 class RunnerResult(BaseModel):
     """What the runner reports when its command has ended."""
 
     exit_code: int
-    reason: str
+    reason: ExitReason
     duration_s: float
     outputs: list[OutputFile]
     stdout_is_binary: bool = False
@@ -72,10 +76,12 @@ class RunnerResult(BaseModel):
 class EventLog(Protocol):
     def append(self, job_id: str, **fields: Any) -> JobEvent: ...
     def read(self, job_id: str, after: int = 0, limit: int = 1000) -> list[JobEvent]: ...
-    def wait(self, job_id: str, after: int, timeout_s: float) -> list[JobEvent]: ...
     def set_result(self, job_id: str, result: RunnerResult) -> None: ...
     def get_result(self, job_id: str) -> RunnerResult | None: ...
     def expire(self, job_id: str, ttl_s: int) -> None: ...
+    def forget(self, job_ids: Sequence[str]) -> None:
+        """Delete the jobs' events, sequences and results (their retention ended)."""
+        ...
 
 
 def _payload(fields: dict[str, Any]) -> str:
@@ -147,14 +153,6 @@ class RedisEventLog:
         with self._guard():
             return self._decode(self._redis.xrange(events, f"({after}-0", "+", count=limit))
 
-    def wait(self, job_id: str, after: int, timeout_s: float) -> list[JobEvent]:
-        events, _, _ = self.keys(job_id)
-        with self._guard():
-            reply = self._redis.xread(
-                {events: f"{after}-0"}, count=1000, block=max(1, int(timeout_s * 1000))
-            )
-        return self._decode(reply[0][1]) if reply else []
-
     def set_result(self, job_id: str, result: RunnerResult) -> None:
         with self._guard():
             self._redis.set(self.keys(job_id)[2], result.model_dump_json(), ex=self.ttl_s)
@@ -169,13 +167,19 @@ class RedisEventLog:
             for key in self.keys(job_id):
                 self._redis.expire(key, ttl_s)
 
+    def forget(self, job_ids: Sequence[str]) -> None:
+        keys = [key for job_id in job_ids for key in self.keys(job_id)]
+        if keys:
+            with self._guard():
+                self._redis.unlink(*keys)  # freed in the background: streams may be long
+
 
 # --- SQLite (embedded) ----------------------------------------------------------------------
 
 
 class SqliteEventLog:
-    def __init__(self, path: Path, poll_s: float = 0.05) -> None:
-        self.path, self.poll_s = path, poll_s
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._file = SqliteFile(
             path,
             (
@@ -207,14 +211,6 @@ class SqliteEventLog:
             ).fetchall()
         return [JobEvent(seq=seq, **json.loads(data)) for seq, data in rows]
 
-    def wait(self, job_id: str, after: int, timeout_s: float) -> list[JobEvent]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            events = self.read(job_id, after)
-            if events or time.monotonic() >= deadline:
-                return events
-            time.sleep(self.poll_s)
-
     def set_result(self, job_id: str, result: RunnerResult) -> None:
         with self._file.connect() as db:
             db.execute(
@@ -228,7 +224,16 @@ class SqliteEventLog:
         return RunnerResult.model_validate_json(row[0]) if row else None
 
     def expire(self, job_id: str, ttl_s: int) -> None:
-        """The embedded log keeps its events: nothing in it expires."""
+        """The embedded log keeps its events until `forget`: nothing in it expires."""
+
+    def forget(self, job_ids: Sequence[str]) -> None:
+        ids = [(job_id,) for job_id in job_ids]
+        with self._file.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("DELETE FROM events WHERE job_id = ?", ids)
+            db.executemany("DELETE FROM results WHERE job_id = ?", ids)
+            db.execute("COMMIT")
+        self._file.reclaim()
 
 
 def event_log_from(redis_url: str | None, sqlite_path: Path) -> EventLog:

@@ -34,23 +34,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runner.child import ChildRequest, become_command
+from runner.lifecycle import ExitReason
 from runner.outputs import looks_binary
 from runner.quotas import CHECK_INTERVAL_S, RunQuotas, disk_usage
 from runner.reaper import children, reap_strays
 from runner.sandbox import SandboxPolicy, SandboxReport
+from runner.zygote_requests import request_file, send_request
 
 TIMEOUT_EXIT_CODE = 124
 READ_CHUNK = 64 * 1024
-
-
-class ExitReason(StrEnum):
-    COMPLETED = "Completed"
-    ERROR = "Error"
-    TIMEOUT = "Timeout"
-    SIGNALED = "Signaled"
-    CANCELLED = "Cancelled"
-    DISK_QUOTA = "DiskQuotaExceeded"
-    LOG_LIMIT = "LogLimitExceeded"
 
 
 QUOTA_REASONS = frozenset({ExitReason.DISK_QUOTA, ExitReason.LOG_LIMIT})
@@ -321,17 +313,21 @@ class Zygote:
         """Start a child; returns its pid and a future of its raw wait status."""
         job = str(next(self._ids))
         pending = _Pending(Future(), Future())
-        with self._lock:
-            sock = self._ensure_running()
-            self._pending[job] = pending
-            payload = json.dumps({"id": job, "request": request.model_dump()}).encode()
-            try:
-                socket.send_fds(sock, [payload], [stdout_fd, stderr_fd])
-            except OSError as exc:
-                self._pending.pop(job)
-                raise ExecutorUnavailableError(
-                    f"{self._socket_path or 'template process'}: {exc}"
-                ) from exc
+        # In a file of its own, not the packet: arguments may be longer than a packet holds.
+        request_fd = request_file(json.dumps(request.model_dump()).encode())
+        try:
+            with self._lock:
+                sock = self._ensure_running()
+                self._pending[job] = pending
+                try:
+                    send_request(sock, job, request_fd, stdout_fd, stderr_fd)
+                except OSError as exc:
+                    self._pending.pop(job)
+                    raise ExecutorUnavailableError(
+                        f"{self._socket_path or 'template process'}: {exc}"
+                    ) from exc
+        finally:
+            os.close(request_fd)  # the template process holds its own copy now
         return pending.started.result(timeout=30), pending.finished
 
     def kill(self, pid: int, sig: int) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-from dataclasses import dataclass
 from enum import IntFlag
 
 SYS_CREATE_RULESET = 444
@@ -115,12 +114,6 @@ def set_no_new_privs() -> None:
     """No exec can grant privileges again (setuid bits, file capabilities)."""
     if _libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise LandlockError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
-
-
-@dataclass(frozen=True)
-class PathRule:
-    path: str
-    access: FsAccess
 
 
 class Ruleset:

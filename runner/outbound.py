@@ -54,6 +54,17 @@ class UnresolvedDestinationError(RefusedDestinationError):
     """A name that does not resolve (now): refused at request time, retried on delivery."""
 
 
+def parse_networks(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """`10.0.0.0/8`, `192.168.1.7`, `fd00::/8`; ValueError naming a bad entry."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip()))
+        except ValueError as exc:
+            raise ValueError(f"{entry!r} is not an address or CIDR ({exc})") from None
+    return tuple(networks)
+
+
 def system_resolver(host: str, port: int | None) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))

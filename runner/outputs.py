@@ -46,20 +46,6 @@ def sha256_of_chunks(chunks: Iterable[bytes]) -> str:
     return digest.hexdigest()
 
 
-def is_text(path: Path, probe_bytes: int = 1 << 16) -> bool:
-    """Whether a captured stream reads as UTF-8 text (checked on its head)."""
-    with path.open("rb") as f:
-        head = f.read(probe_bytes)
-    if b"\x00" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the probe's end is still text.
-        return exc.start >= len(head) - 3 and len(head) == probe_bytes
-    return True
-
-
 def looks_binary(chunk: bytes) -> bool:
     """Whether a chunk of stdout is binary data rather than text."""
     if b"\x00" in chunk:

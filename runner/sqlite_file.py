@@ -9,6 +9,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+INCREMENTAL = 2  # PRAGMA auto_vacuum's value for incremental
+VACUUM_MIN_FREE_PAGES = 1024  # 4 MiB of 4 KiB pages: less is not worth rewriting a file
+
 
 class SqliteFile:
     """WAL mode, and one connection per thread and process: opening one per call is
@@ -27,6 +30,9 @@ class SqliteFile:
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         db = self.connection()
+        # Before any table exists (a no-op on older files): deleted rows can then be
+        # given back to the file system a little at a time (`reclaim`).
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         db.execute("PRAGMA journal_mode=WAL")
         if upgrade is not None:
             upgrade(db)
@@ -43,3 +49,20 @@ class SqliteFile:
             db = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
             self._local.db, self._local.pid = db, os.getpid()
         return db
+
+    def reclaim(self) -> None:
+        """Give the pages freed by deletions back to the file system. A file made before
+        auto_vacuum (which frees nothing by itself) is vacuumed once most of it is free,
+        and is incremental from then on."""
+        db = self.connection()
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
+            # One page per step; execute() steps once, executescript() to the end.
+            db.executescript("PRAGMA incremental_vacuum;")
+        else:
+            (free,) = db.execute("PRAGMA freelist_count").fetchone()
+            (total,) = db.execute("PRAGMA page_count").fetchone()
+            if free >= VACUUM_MIN_FREE_PAGES and free * 2 >= total:
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                db.execute("VACUUM")
+        # The freed pages leave the main file at a checkpoint; the log itself shrinks too.
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

@@ -50,7 +50,10 @@ class RunnerStorage(Protocol):
 class Storage(RunnerStorage, Protocol):
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def get_bytes(self, key: str) -> bytes | None: ...
-    def open_chunks(self, key: str) -> Iterator[bytes]: ...
+    def open_chunks(self, key: str) -> Iterator[bytes]:
+        """The object's bytes; KeyError at the first chunk if there is none."""
+        ...
+
     def stat(self, key: str) -> StoredObject | None: ...
     def list(self, prefix: str) -> list[StoredObject]: ...
     def delete_prefix(self, prefix: str) -> int: ...
@@ -92,7 +95,11 @@ class LocalStorage:
         shutil.copyfile(path, target)
 
     def open_chunks(self, key: str) -> Iterator[bytes]:
-        with self._path(key).open("rb") as f:
+        try:
+            f = self._path(key).open("rb")
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        with f:
             while chunk := f.read(CHUNK):
                 yield chunk
 
@@ -206,7 +213,12 @@ class S3Storage:
             raise
 
     def open_chunks(self, key: str) -> Iterator[bytes]:
-        reply = self._call(self._s3.get_object, Bucket=self.bucket, Key=check_key(key))
+        try:
+            reply = self._call(self._s3.get_object, Bucket=self.bucket, Key=check_key(key))
+        except self._client_error as exc:
+            if _not_found(exc):
+                raise KeyError(key) from exc
+            raise
         yield from reply["Body"].iter_chunks(CHUNK)
 
     def stat(self, key: str) -> StoredObject | None:
@@ -276,8 +288,8 @@ def _not_found(exc: Exception) -> bool:
     return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
 
 
-def delete_expired(storage: Storage, prefix: str, ttl_s: float, now: float) -> int:
-    """Delete each `prefix/<id>/` whose newest object is older than the TTL."""
+def delete_expired(storage: Storage, prefix: str, ttl_s: float, now: float) -> list[str]:
+    """Delete each `prefix/<id>/` whose newest object is older than the TTL; the ids."""
     newest: dict[str, float] = {}
     for obj in storage.list(prefix + "/"):
         group = obj.key.split("/", 2)[1]
@@ -285,7 +297,7 @@ def delete_expired(storage: Storage, prefix: str, ttl_s: float, now: float) -> i
     expired = [group for group, modified in newest.items() if modified < now - ttl_s]
     for group in expired:
         storage.delete_prefix(f"{prefix}/{group}")
-    return len(expired)
+    return expired
 
 
 def results_prefix(job_id: str) -> str:

@@ -23,7 +23,9 @@ killed. It is not dumpable, single-threaded, and each child confines itself
 Protocol (SOCK_SEQPACKET, one JSON message per packet):
   server → client  {"ready": true, "sandbox": report}    once per client, after preloading
   server → client  {"ready": false, "error"}             sandbox required, not possible
-  client → server  {"id", "request": ChildRequest} + 2 fds (stdout, stderr)
+  client → server  {"id"} + 3 fds (stdout, stderr, a memory file holding the
+                   ChildRequest as JSON: runner/zygote_requests.py; a packet would
+                   bound its size)
   client → server  {"kill": pid, "signal": n}            signal a running command's group
   server → client  {"id", "pid"}                         the child is running
   server → client  {"id", "status"}                      its raw wait status
@@ -63,6 +65,7 @@ from runner.sandbox import (
     probe,
     require,
 )
+from runner.zygote_requests import REQUEST_FDS, read_request
 
 # Modules worth having in memory before the fork: Zyra's CLI wiring for every
 # stage and the libraries its commands import on first use.
@@ -238,7 +241,7 @@ class TemplateServer:
 
     def _receive(self, client: socket.socket) -> None:
         try:
-            message, fds, _, _ = socket.recv_fds(client, MAX_MESSAGE, 2)
+            message, fds, _, _ = socket.recv_fds(client, MAX_MESSAGE, REQUEST_FDS)
         except OSError:
             message, fds = b"", []
         if not message:
@@ -269,11 +272,13 @@ class TemplateServer:
         try:
             if self.stopping:
                 raise RuntimeError("the sync executor is stopping")
-            request = ChildRequest.model_validate(message["request"])
+            if len(fds) != REQUEST_FDS:
+                raise ValueError(
+                    f"expected {REQUEST_FDS} descriptors (stdout, stderr, request), got {len(fds)}"
+                )
+            request = ChildRequest.model_validate(json.loads(read_request(fds[2])))
             if STRICTNESS[request.sandbox.mode] < STRICTNESS[self.floor]:
                 request.sandbox = request.sandbox.model_copy(update={"mode": self.floor})
-            if len(fds) != 2:
-                raise ValueError(f"expected 2 descriptors, got {len(fds)}")
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()

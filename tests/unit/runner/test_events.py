@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from runner.events import (
     RunnerResult,
     SqliteEventLog,
 )
+from runner.lifecycle import ExitReason, JobStatus
 from runner.outputs import OutputFile
 from tests.services import RedisServer, free_port
 
@@ -55,16 +57,6 @@ def test_concurrent_writers_get_dense_unique_seqs(log: EventLog) -> None:
         assert mine == [f"{n}:{i}\n" for i in range(50)]
 
 
-def test_wait_returns_new_events_or_nothing_after_the_timeout(log: EventLog) -> None:
-    log.append("w", status="queued")
-    started = time.monotonic()
-    assert log.wait("w", after=1, timeout_s=0.3) == []
-    assert time.monotonic() - started >= 0.25
-    threading.Timer(0.2, lambda: log.append("w", stdout="late\n")).start()
-    [event] = log.wait("w", after=1, timeout_s=5)
-    assert event.stdout == "late\n" and event.seq == 2
-
-
 def test_runner_result_is_kept_beside_the_events(log: EventLog) -> None:
     assert log.get_result("r") is None
     result = RunnerResult(
@@ -80,6 +72,17 @@ def test_terminal_status_is_flagged(log: EventLog) -> None:
     event = log.append("t", status="failed", exit_code=2)
     assert event.is_terminal
     assert event.message() == {"seq": 2, "ts": event.ts, "status": "failed", "exit_code": 2}
+
+
+def test_events_read_back_in_the_vocabulary_and_their_messages_are_unchanged(
+    log: EventLog,
+) -> None:
+    log.append("v", status="failed", exit_code=2, reason="Error", ts=1.5)
+    [event] = log.read("v")
+    assert event.status is JobStatus.FAILED and event.reason is ExitReason.ERROR
+    assert json.dumps(event.message()) == (
+        '{"seq": 1, "ts": 1.5, "status": "failed", "exit_code": 2, "reason": "Error"}'
+    )
 
 
 def test_redis_down_is_named() -> None:

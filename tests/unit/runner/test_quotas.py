@@ -15,7 +15,8 @@ import pytest
 
 import runner.child
 from runner.child import ChildRequest
-from runner.execute import QUOTA_EXIT_CODE, CommandExecutor, ExitReason, ForkSpawner, RunOutcome
+from runner.execute import QUOTA_EXIT_CODE, CommandExecutor, ForkSpawner, RunOutcome
+from runner.lifecycle import ExitReason
 from runner.quotas import RunQuotas, disk_usage
 from runner.sandbox import SandboxMode, SandboxPolicy, probe
 from runner.workspace import JobFolders

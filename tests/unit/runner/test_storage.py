@@ -51,10 +51,18 @@ def test_delete_prefix_and_retention_sweep(storage: Storage) -> None:
     storage.put_bytes("uploads/old/meta.json", b"{}")
     storage.put_bytes("results/j/a.png", b"2")
     now = time.time()
-    assert delete_expired(storage, "uploads", ttl_s=3600, now=now) == 0
-    assert delete_expired(storage, "uploads", ttl_s=3600, now=now + 7200) == 1
+    assert delete_expired(storage, "uploads", ttl_s=3600, now=now) == []
+    assert delete_expired(storage, "uploads", ttl_s=3600, now=now + 7200) == ["old"]
     assert storage.list("uploads/") == []
     assert [o.key for o in storage.list("results/")] == ["results/j/a.png"]
+
+
+def test_reading_an_object_that_is_gone_is_a_key_error(storage: Storage) -> None:
+    """Raised on the first chunk, before anything is sent: a download can say 410."""
+    storage.put_bytes("results/j/a.png", b"2")
+    storage.delete_prefix("results/j")
+    with pytest.raises(KeyError):
+        next(storage.open_chunks("results/j/a.png"))
 
 
 @pytest.mark.parametrize("key", ["/etc/passwd", "uploads/../../x", "", "a\x00b"])

@@ -1,15 +1,29 @@
-"""The sync executor's own checks: whom it serves, and the policy it reads from its
-environment. Its whole life with real clients: tests/e2e/test_sync_executor.py."""
+"""The template process: whom the sync executor serves, the policy it reads from its
+environment, and how requests reach it, embedded and as a sync executor (`--listen`).
+Its whole life with real clients: tests/e2e/test_sync_executor.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from runner.execute import CommandExecutor, ExecutorUnavailableError, Zygote
 from runner.sandbox import SandboxMode, SandboxPolicy
+from runner.workspace import JobFolders
 from runner.zygote import _is_ours
+from runner.zygote_requests import REQUEST_FDS, read_request, request_file, send_request
+from tests.e2e.sync_executor import SyncExecutor
+
+# More than one SOCK_SEQPACKET packet holds (the send buffer, about 208 KiB).
+LONG_OPTION = "--no-such-option-" + "y" * 300_000
+OFF = SandboxPolicy(mode=SandboxMode.OFF)
 
 
 def test_its_own_descendants_are_refused_and_others_are_not() -> None:
@@ -43,3 +57,101 @@ def test_the_policy_comes_from_the_same_variables_the_api_reads() -> None:
     assert policy.mode is SandboxMode.REQUIRED and policy.uid == 10002
     assert policy.tool_paths == ["/opt/tools", "/srv/maps"]
     assert SandboxPolicy.from_env({}) == SandboxPolicy()
+
+
+def test_a_request_file_holds_any_size_and_travels_with_the_stdio_descriptors() -> None:
+    payload = json.dumps({"argv": ["x" * (5 << 20)]}).encode()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    out_r, out_w = os.pipe()
+    request_fd = request_file(payload)
+    with ours, theirs:
+        send_request(ours, "7", request_fd, out_w, out_w)
+        os.close(request_fd)
+        message, fds, _, _ = socket.recv_fds(theirs, 1 << 16, REQUEST_FDS)
+    try:
+        assert json.loads(message) == {"id": "7"} and len(fds) == REQUEST_FDS
+        assert read_request(fds[2]) == payload
+        os.write(fds[0], b"to the command's stdout")
+        assert os.read(out_r, 100) == b"to the command's stdout"
+    finally:
+        for fd in (*fds, out_r, out_w):
+            os.close(fd)
+
+
+def test_only_a_regular_file_is_read_as_a_request() -> None:
+    """A pipe could keep the single-threaded template process waiting for ever."""
+    read_end, write_end = os.pipe()
+    try:
+        with pytest.raises(ValueError, match="regular"):
+            read_request(read_end)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+@pytest.fixture(scope="module")
+def executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncExecutor]:
+    """A sync executor as the chart runs it (`python -m runner.zygote --listen`)."""
+    folder = tmp_path_factory.mktemp("executor")
+    process = SyncExecutor(folder / "executor.sock", folder / "executor.log", sandbox="off")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module", params=["embedded", "listen"])
+def zygote(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Zygote]:
+    """The API's own template process, or the sync executor it connects to."""
+    listen = request.param == "listen"
+    socket_path = request.getfixturevalue("executor").socket if listen else None
+    home = tmp_path_factory.mktemp("home")
+    client = Zygote({"PATH": os.environ["PATH"], "HOME": str(home), "MPLBACKEND": "Agg"}, OFF,
+                    socket_path=socket_path)  # fmt: skip
+    client.start()
+    yield client
+    client.close()
+
+
+def test_a_request_longer_than_a_packet_reaches_the_command(zygote: Zygote, tmp_path: Path) -> None:
+    folders = JobFolders(tmp_path / "job")
+    folders.create()
+    request = folders.child_request(
+        ["process", "decode-grib2", "x.grib2", LONG_OPTION], {"MPLBACKEND": "Agg"}, sandbox=OFF
+    )
+    outcome = CommandExecutor(zygote).run(request, folders.capture, timeout_s=60)
+    # Zyra's own parser names the option it does not know: all of it arrived.
+    stderr = outcome.stderr_path.read_text()
+    assert outcome.exit_code == 2, stderr[-2000:]
+    assert f"unrecognized arguments: {LONG_OPTION}\n" in stderr
+
+
+def test_a_request_not_in_a_regular_file_is_refused_and_its_client_kept(
+    executor: SyncExecutor,
+) -> None:
+    """A pipe where the request file goes would hold the executor up: it answers with an
+    error for that request and goes on serving the same connection."""
+    read_end, write_end = os.pipe()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
+        conn.settimeout(60)
+        conn.connect(str(executor.socket))
+        assert json.loads(conn.recv(1 << 16))["ready"] is True
+        try:
+            send_request(conn, "piped", read_end, write_end, write_end)
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+        reply = json.loads(conn.recv(1 << 16))
+        assert reply["id"] == "piped" and "regular" in reply["error"]
+        conn.send(json.dumps({"kill": 1, "signal": 0}).encode())  # still connected: no reply
+        assert executor.process is not None and executor.process.poll() is None
+
+
+def test_a_spawn_with_the_executor_gone_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    """The request file is closed whatever happens to the send."""
+    before = len(os.listdir("/proc/self/fd"))
+    client = Zygote({}, OFF, socket_path=tmp_path / "nothing.sock")
+    with pytest.raises(ExecutorUnavailableError):
+        client.spawn(JobFolders(tmp_path).child_request(["x"], {}), 1, 2)
+    assert len(os.listdir("/proc/self/fd")) == before

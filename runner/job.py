@@ -1,0 +1,154 @@
+"""One job's routine, the same for a sync run in the API and an async run in a runner:
+stage its inputs, run its command confined, publish the output as events, keep its
+outputs, store the result beside the events.
+
+The caller supplies what differs: the executor (the API's template process, or a
+fork in the runner), the event log and storage it may reach, and whether the
+command's uid shares the folders through a group (the sync-executor container).
+Whoever finalises the job (api/jobs/service.py) reads the result and the events the
+same way for both.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import progress
+from runner.dependencies import DependencyUnavailableError
+from runner.events import EventLog, RunnerResult
+from runner.execute import CommandExecutor
+from runner.inputs import stage_inputs
+from runner.lifecycle import ExitReason, JobStatus
+from runner.outputs import keep_outputs
+from runner.publish import OutputPublisher
+from runner.sandbox import SANDBOX_EXIT_CODE, SandboxReport, SandboxUnavailableError, require
+from runner.spec import JobSpec
+from runner.storage import RunnerStorage, results_prefix
+from runner.workspace import JobFolders
+
+INPUT_MISSING_EXIT_CODE = 1
+# What the command may write stays readable (and removable) by the folders' group.
+SHARED_UMASK = 0o007
+
+
+def default_command_env() -> dict[str, str]:
+    """What a command needs when the spec does not say (in a pod: the image's PATH)."""
+    return {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "MPLBACKEND": "Agg"}
+
+
+@dataclass(frozen=True)
+class JobPlace:
+    """Where a job runs and what it may reach."""
+
+    log: EventLog
+    storage: RunnerStorage
+    executor: CommandExecutor
+    sandbox: SandboxReport | None  # None: the template process has not said yet
+    # The command runs as another uid that shares the job's folders through their
+    # group (the sync-executor container), rather than being handed them.
+    shared_folders: bool = False
+    echo: bool = True  # also write the output to this process's stdout/stderr
+    flush_wait_s: float = 60.0  # how long to wait at the end for an unreachable log
+
+
+def store_result(log: EventLog, job_id: str, result: RunnerResult) -> None:
+    """Store the result; an unreachable log must not change the outcome (the API then
+    reads it from the runner's exit and the output from its own log)."""
+    try:
+        log.set_result(job_id, result)
+    except DependencyUnavailableError as exc:
+        print(f"[runner] could not store the result: {exc}", file=sys.stderr)
+
+
+def run_job(spec: JobSpec, place: JobPlace, cancel: threading.Event | None = None) -> RunnerResult:
+    """Run the job to its end; its result (also stored beside its events).
+    ExecutorUnavailableError when the template process cannot take the command."""
+    folders = JobFolders(Path(spec.work_root))
+    folders.create()
+    publisher = OutputPublisher(place.log, spec.job_id, echo=place.echo, secrets=spec.secrets)
+    try:
+        return _run(spec, place, folders, publisher, cancel)
+    finally:
+        folders.remove()
+
+
+def _run(
+    spec: JobSpec,
+    place: JobPlace,
+    folders: JobFolders,
+    publisher: OutputPublisher,
+    cancel: threading.Event | None,
+) -> RunnerResult:
+    try:
+        if place.sandbox is not None:
+            require(place.sandbox)
+    except SandboxUnavailableError as exc:
+        reason = ExitReason.SANDBOX_UNAVAILABLE
+        return _end_early(spec, place, publisher, SANDBOX_EXIT_CODE, reason, str(exc))
+    try:
+        staged = stage_inputs(place.storage, spec.inputs, folders.files)
+    except KeyError as exc:
+        # The upload expired (or was deleted) between the request and now.
+        why = f"uploaded file {exc.args[0]} is no longer stored"
+        reason = ExitReason.INPUT_MISSING
+        return _end_early(spec, place, publisher, INPUT_MISSING_EXIT_CODE, reason, why)
+    sandbox_policy = spec.sandbox
+    if place.shared_folders:
+        folders.share_with_group()
+        sandbox_policy = sandbox_policy.model_copy(update={"umask": SHARED_UMASK})
+    elif place.sandbox is not None:
+        folders.hand_over(place.sandbox)
+    publisher.set_progress(progress.INPUTS_FETCHED)
+    publisher.emit(status=JobStatus.RUNNING, progress=progress.RUNNING)
+    publisher.progress = progress.RUNNING
+    request = folders.child_request(
+        spec.argv,
+        {**default_command_env(), **spec.env},
+        limits=spec.limits,
+        sandbox=sandbox_policy,
+        outbound_allow=spec.outbound_allow,
+    )
+    outcome = place.executor.run(
+        request,
+        capture_dir=folders.capture,
+        timeout_s=spec.timeout_s,
+        on_output=publisher.output,
+        cancel=cancel,
+        quotas=spec.quotas,
+    )
+    publisher.set_progress(progress.COMMAND_DONE)
+    outputs = [] if outcome.over_quota else keep_outputs(
+        folders.files, place.storage, results_prefix(spec.job_id), staged,
+        outcome.stdout_path, publisher.stdout_binary,
+    )  # fmt: skip
+    publisher.set_progress(progress.OUTPUTS_STORED)
+    publisher.close(place.flush_wait_s)
+    result = RunnerResult(
+        exit_code=outcome.exit_code,
+        reason=outcome.reason,
+        duration_s=outcome.duration_s,
+        outputs=outputs,
+        stdout_is_binary=publisher.stdout_binary,
+    )
+    store_result(place.log, spec.job_id, result)
+    return result
+
+
+def _end_early(
+    spec: JobSpec,
+    place: JobPlace,
+    publisher: OutputPublisher,
+    code: int,
+    reason: ExitReason,
+    why: str,
+) -> RunnerResult:
+    """End the job before its command ran, saying why."""
+    publisher.emit(stderr=why + "\n")
+    publisher.close(place.flush_wait_s)
+    result = RunnerResult(exit_code=code, reason=reason, duration_s=0.0, outputs=[])
+    store_result(place.log, spec.job_id, result)
+    return result
