@@ -14,74 +14,32 @@ import math
 import re
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from api.resources import RunResources
+from api.settings import KubernetesSettings
 from runner.credentials import CREDENTIALS_ENV, CREDENTIALS_KEY, JobCredentials
 from runner.spec import SPEC_ENV, JobSpec
 
 SPEC_KEY = "spec"  # the job spec's key in the run's Secret
+# Linux refuses to start a process with one environment string longer than this
+# (MAX_ARG_STRLEN): a runner pod whose spec variable is longer never starts.
+MAX_ENV_VALUE_BYTES = 128 * 1024
+
+
+def spec_too_large(spec: JobSpec) -> str | None:
+    """Why a runner pod could not be given this spec (its environment carries it)."""
+    size = len(f"{SPEC_ENV}=".encode()) + len(json.dumps(spec.model_dump(mode="json")).encode())
+    if size < MAX_ENV_VALUE_BYTES:
+        return None
+    return (
+        f"the job spec is {size // 1024} KiB; a runner pod's environment carries at most "
+        f"{MAX_ENV_VALUE_BYTES // 1024} KiB (run it with mode sync, or pass long values "
+        "as an uploaded file)"
+    )
+
+
 MANAGED_BY = "zyra-orchestrator"
 RUNNER_NAME = "zyra-runner"
-WORK_MOUNT = "/work"
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")
-# The API server's own pattern for a resource quantity.
-_QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?")
-
-
-class RunResources(BaseModel):
-    """A run's own CPU and memory, as Kubernetes quantities ("500m", "2Gi")."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cpu: str | None = Field(None, max_length=32, examples=["500m", "2"])
-    memory: str | None = Field(None, max_length=32, examples=["512Mi", "4Gi"])
-
-    @field_validator("cpu", "memory")
-    @classmethod
-    def _quantity(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                if not _QUANTITY.fullmatch(value):
-                    raise ValueError(value)
-                parse_quantity(value)
-            except ValueError as exc:
-                raise ValueError(
-                    f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2Gi)"
-                ) from exc
-        return value
-
-    def over_limits(self, limits: dict[str, str]) -> list[tuple[str, str]]:
-        """(field, limit) for each value above the server's limit."""
-        return [
-            (name, limits[name])
-            for name in ("cpu", "memory")
-            if (value := getattr(self, name)) is not None
-            and name in limits
-            and parse_quantity(value) > parse_quantity(limits[name])
-        ]
-
-
-class KubernetesJobSettings(BaseModel):
-    """How runner Jobs look; from `ZYRA_K8S_*` settings."""
-
-    namespace: str = "default"
-    image: str = "zyra-orchestrator-runner:latest"
-    image_pull_policy: str = "IfNotPresent"
-    runner_command: list[str] = Field(default_factory=lambda: ["python", "-m", "runner"])
-    work_mount: str = Field(WORK_MOUNT, description="Where the work emptyDir is mounted.")
-    service_account: str | None = None
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = Field(default_factory=list)
-    requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "250m", "memory": "512Mi"})
-    limits: dict[str, str] = Field(default_factory=lambda: {"cpu": "2", "memory": "4Gi"})
-    ttl_after_finished_s: int = 3600
-    deadline_margin_s: int = 60  # startup and upload time on top of the command's timeout
-    work_size_limit: str = "10Gi"
-    run_as_user: int = 10001
-    plain_env: dict[str, str] = Field(
-        default_factory=dict, description="Non-secret runner settings (storage kind, bucket…)."
-    )
 
 
 def job_name(job_id: str) -> str:
@@ -108,7 +66,7 @@ def credentials_secret_name(job_id: str) -> str:
 
 
 def runner_env(
-    spec: JobSpec, k8s: KubernetesJobSettings, with_credentials: bool = False
+    spec: JobSpec, k8s: KubernetesSettings, with_credentials: bool = False
 ) -> list[dict[str, Any]]:
     if with_credentials:
         # The spec too: its argv may hold a caller's secret arguments, which anyone
@@ -151,7 +109,7 @@ def job_manifest(
     spec: JobSpec,
     stage: str,
     command: str,
-    k8s: KubernetesJobSettings,
+    k8s: KubernetesSettings,
     resources: RunResources | None = None,
     with_credentials: bool = False,
 ) -> dict[str, Any]:

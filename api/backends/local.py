@@ -19,16 +19,16 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from api.backends.base import CredentialSource, ExitCallback, RunnerExit, StartCallback
-from api.jobs.records import JobRecord
+from api.backends.base import RunnerExit, RunnerJob, RunnerReports
 from runner.credentials import CREDENTIALS_ENV
 from runner.execute import kill_group
+from runner.lifecycle import ExitReason
 from runner.spec import JobSpec
 
-RUNNER_LOST = "Lost"
 RETRY_START_S = 2.0  # a runner that could not start (e.g. Redis down) is tried again
 log = logging.getLogger("zyra.local")
 
@@ -51,17 +51,13 @@ class LocalBackend:
         self,
         work_dir: Path,
         runner_env: dict[str, str],
-        on_start: StartCallback,
-        on_exit: ExitCallback,
+        reports: RunnerReports,
         kill_grace_s: float,
         max_running: int,
-        credentials: CredentialSource | None = None,
     ) -> None:
         self.work_dir = work_dir
         self.runner_env = runner_env  # no secrets: each runner gets its own credentials
-        self.credentials = credentials
-        self.on_start = on_start
-        self.on_exit = on_exit
+        self.reports = reports
         self.kill_grace_s = kill_grace_s
         self.max_running = max_running
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -89,11 +85,11 @@ class LocalBackend:
     def log_path(self, job_id: str) -> Path:
         return self.work_dir / f"{job_id}.runner.log"
 
-    def launch(self, record: JobRecord, spec: JobSpec) -> None:
+    def launch(self, job: RunnerJob, spec: JobSpec) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.spec_path(record.job_id).write_text(spec.model_dump_json())
+        self.spec_path(job.job_id).write_text(spec.model_dump_json())
         with self._lock:
-            self._waiting.append(record.job_id)
+            self._waiting.append(job.job_id)
         self._dispatch_or_retry()  # from here on the job is ours: never raise
 
     def _dispatch_or_retry(self) -> None:
@@ -130,17 +126,16 @@ class LocalBackend:
                     raise
                 self._procs[job_id] = proc
             handle = {"kind": "local", "pid": proc.pid, "start_ticks": _start_ticks(proc.pid)}
-            self.on_start(job_id, handle)
+            self.reports.on_runner_started(job_id, handle)
             threading.Thread(target=self._watch_child, args=(job_id, proc), daemon=True).start()
 
     def _start(self, job_id: str) -> subprocess.Popen[bytes]:
         env = dict(self.runner_env)
-        if self.credentials is not None:
-            # Minted now, not at submission: a queued job's URLs must not expire waiting.
-            spec = JobSpec.model_validate_json(self.spec_path(job_id).read_text())
-            credentials = self.credentials(spec)
-            if credentials is not None:
-                env[CREDENTIALS_ENV] = credentials.model_dump_json()
+        # Minted now, not at submission: a queued job's URLs must not expire waiting.
+        spec = JobSpec.model_validate_json(self.spec_path(job_id).read_text())
+        credentials = self.reports.runner_credentials(spec)
+        if credentials is not None:
+            env[CREDENTIALS_ENV] = credentials.model_dump_json()
         with self.log_path(job_id).open("ab") as runner_log:
             return subprocess.Popen(
                 [sys.executable, "-m", "runner", "--spec", str(self.spec_path(job_id))],
@@ -155,8 +150,8 @@ class LocalBackend:
         returncode = proc.wait()
         with self._lock:
             self._procs.pop(job_id, None)
-        reason = "Completed" if returncode == 0 else "Error"
-        self.on_exit(job_id, RunnerExit(exit_code_of_returncode(returncode), reason))
+        reason = ExitReason.COMPLETED if returncode == 0 else ExitReason.ERROR
+        self.reports.on_runner_exit(job_id, RunnerExit(exit_code_of_returncode(returncode), reason))
         with contextlib.suppress(FileNotFoundError):
             self.spec_path(job_id).unlink()
         self._dispatch_or_retry()
@@ -167,18 +162,18 @@ class LocalBackend:
         ticks = _start_ticks(handle["pid"])
         return ticks is not None and ticks == handle.get("start_ticks")
 
-    def cancel(self, record: JobRecord) -> None:
+    def cancel(self, job: RunnerJob) -> None:
         with self._lock:
-            waiting = record.job_id in self._waiting
+            waiting = job.job_id in self._waiting
             if waiting:
-                self._waiting.remove(record.job_id)
+                self._waiting.remove(job.job_id)
         if waiting:  # never started: nothing to stop
-            self.spec_path(record.job_id).unlink(missing_ok=True)
-            self.on_exit(record.job_id, RunnerExit(None, "Cancelled"))
+            self.spec_path(job.job_id).unlink(missing_ok=True)
+            self.reports.on_runner_exit(job.job_id, RunnerExit(None, ExitReason.CANCELLED))
             return
-        handle = record.runner
+        handle = job.runner_handle
         with self._lock:
-            proc = self._procs.get(record.job_id)
+            proc = self._procs.get(job.job_id)
         if handle is None and proc is not None:  # started a moment ago, handle not saved yet
             handle = {"kind": "local", "pid": proc.pid, "start_ticks": _start_ticks(proc.pid)}
         if not self._alive(handle):
@@ -198,32 +193,38 @@ class LocalBackend:
 
         threading.Thread(target=force, daemon=True).start()
 
-    def reconcile(self, active: list[JobRecord]) -> None:
-        for record in sorted(active, key=lambda r: r.created_at):
+    def reconcile(self, active: list[RunnerJob]) -> None:
+        for job in active:  # oldest first: they wait again in that order
             with self._lock:
-                if record.job_id in self._procs or record.job_id in self._waiting:
+                if job.job_id in self._procs or job.job_id in self._waiting:
                     continue
                 # Never started (no runner handle) and its spec is still on disk.
-                requeue = record.runner is None and self.spec_path(record.job_id).exists()
+                requeue = job.runner_handle is None and self.spec_path(job.job_id).exists()
                 if requeue:
-                    self._waiting.append(record.job_id)
+                    self._waiting.append(job.job_id)
             if requeue:
                 continue
-            if self._alive(record.runner):
-                threading.Thread(target=self._watch_orphan, args=(record,), daemon=True).start()
+            if self._alive(job.runner_handle):
+                threading.Thread(target=self._watch_orphan, args=(job,), daemon=True).start()
             else:
-                self.on_exit(record.job_id, RunnerExit(None, RUNNER_LOST))
+                self.reports.on_runner_exit(job.job_id, RunnerExit(None, ExitReason.LOST))
         self._dispatch_or_retry()
 
-    def _watch_orphan(self, record: JobRecord) -> None:
+    def _watch_orphan(self, job: RunnerJob) -> None:
         """A runner started by an earlier API process: not our child, so poll it."""
-        while self._alive(record.runner):
+        while self._alive(job.runner_handle):
             time.sleep(0.2)
         # Its exit code is in the result it stored; if it stored none, it was lost.
-        self.on_exit(record.job_id, RunnerExit(None, RUNNER_LOST))
+        self.reports.on_runner_exit(job.job_id, RunnerExit(None, ExitReason.LOST))
 
     def release(self, job_id: str) -> None:
         """Nothing kept: the runner's credentials lived in its own environment."""
+
+    def forget(self, job_ids: Sequence[str]) -> None:
+        """The runners' logs, and the specs of runners an earlier API process watched."""
+        for job_id in job_ids:
+            self.log_path(job_id).unlink(missing_ok=True)
+            self.spec_path(job_id).unlink(missing_ok=True)
 
     def runner_logs(self, job_id: str) -> str | None:
         path = self.log_path(job_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from api.request_errors import FieldProblem, InvalidRequestError
 from runner.outbound import (
     HTTP_SCHEMES,
     OutboundPolicy,
@@ -28,9 +29,25 @@ MAX_REDIRECTS = 3
 _KEEPS_POST = (307, 308)
 
 
+class CallbackRefusedError(InvalidRequestError):
+    """A `callback_url` leading where the outbound policy refuses."""
+
+    def __init__(self, url: str, why: str) -> None:
+        problem = FieldProblem(loc=["body", "callback_url"], msg=why, type="url", input=url)
+        super().__init__(why, [problem])
+
+
 def callback_refusal(url: str, policy: OutboundPolicy) -> str | None:
     """Why a `callback_url` is refused, or None."""
     return policy.url_refusal(url, HTTP_SCHEMES)
+
+
+def check_callback(url: str, policy: OutboundPolicy) -> None:
+    """CallbackRefusedError unless `policy` lets callbacks reach `url`; resolves the
+    name, so it blocks."""
+    why = callback_refusal(url, policy)
+    if why:
+        raise CallbackRefusedError(url, why)
 
 
 def deliver(

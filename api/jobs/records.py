@@ -8,18 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from runner.lifecycle import ExitReason, JobStatus, known_reason
 from runner.outputs import OutputFile
-
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    def is_terminal(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class RunMode(StrEnum):
@@ -43,7 +33,7 @@ class JobRecord(BaseModel):
         "", description="The principal's id (api/security/principals.py): who may see it."
     )
     exit_code: int | None = None
-    reason: str | None = None
+    reason: ExitReason | None = None
     progress: float = 0.0
     stdout: str = ""
     stderr: str = ""
@@ -62,6 +52,14 @@ class JobRecord(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    outputs_expired_at: datetime | None = Field(
+        None, description="When its outputs left storage (the record outlives them)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_reason(cls, fields: Any) -> Any:
+        return known_reason(fields)
 
     @model_validator(mode="after")
     def _legacy_owner(self) -> JobRecord:

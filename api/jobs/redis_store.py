@@ -1,18 +1,24 @@
 """Job records in Redis: one JSON value per job, a time index (all jobs, and one per
-owner), a set of active jobs.
+owner), a set of active jobs, and an index of finished jobs by when they finished (what
+retention reads).
 
 The per-owner indexes (`<prefix>:jobs:owner:<principal id>`, same scores as the time
-index) are written with each record. Records saved before they existed are indexed
-once, lazily, by the first listing by owner of any process: it walks the time index
-and then sets `<prefix>:jobs:owner-indexed`, which later processes find.
+index) and the finished index (`<prefix>:jobs:finished`) are written with each record.
+Records saved before they existed are indexed once, lazily, by the first listing by
+owner (or retention sweep) of any process: it walks the time index and then sets
+`<prefix>:jobs:owner-indexed` (`<prefix>:jobs:finished-indexed`), which later
+processes find.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
 import redis
 
 from api.jobs.records import JobRecord
-from api.jobs.store import JobFilter, JobPage, cursor_of, parse_cursor
+from api.jobs.store import JobFilter, JobPage, cursor_of, finished_time, parse_cursor
 from runner.dependencies import redis_reachable
 
 
@@ -24,6 +30,9 @@ class RedisJobStore:
         self._active = f"{prefix}:jobs:active"
         self._owners_indexed = f"{prefix}:jobs:owner-indexed"
         self._owner_index_ready = False
+        self._finished = f"{prefix}:jobs:finished"
+        self._finished_indexed = f"{prefix}:jobs:finished-indexed"
+        self._finished_index_ready = False
 
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:record"
@@ -40,8 +49,10 @@ class RedisJobStore:
         score = {record.job_id: record.created_at.timestamp()}
         pipe.zadd(self._index, score)
         pipe.zadd(self._owner_index(record.owner), score)
-        if record.status.is_terminal():
+        finished = finished_time(record)
+        if finished is not None:
             pipe.srem(self._active, record.job_id)
+            pipe.zadd(self._finished, {record.job_id: finished})
         else:
             pipe.sadd(self._active, record.job_id)
 
@@ -79,23 +90,41 @@ class RedisJobStore:
             raws = self._redis.mget([self._key(i.decode()) for i in ids])
         return [JobRecord.model_validate_json(r) for r in raws if r]
 
-    def _index_legacy_owners(self) -> None:
-        """Add records saved before per-owner indexes to theirs (once; idempotent, so
-        two processes doing it at once do no harm)."""
-        if self._owner_index_ready:
-            return
+    def _index_legacy(
+        self, marker: str, index: Callable[[redis.client.Pipeline, JobRecord], None]
+    ) -> None:
+        """Add records saved before an index existed to it: one walk of the time index,
+        then `marker` (idempotent, so two processes doing it at once do no harm)."""
         with redis_reachable():
-            if not self._redis.exists(self._owners_indexed):
+            if not self._redis.exists(marker):
                 offset, batch = 0, 500
                 while ids := self._redis.zrange(self._index, offset, offset + batch - 1):
                     offset += len(ids)
                     with self._redis.pipeline(transaction=False) as pipe:
                         for record in self._records(ids):
-                            score = {record.job_id: record.created_at.timestamp()}
-                            pipe.zadd(self._owner_index(record.owner), score)
+                            index(pipe, record)
                         pipe.execute()
-                self._redis.set(self._owners_indexed, 1)
-        self._owner_index_ready = True
+                self._redis.set(marker, 1)
+
+    def _index_legacy_owners(self) -> None:
+        if not self._owner_index_ready:
+            self._index_legacy(
+                self._owners_indexed,
+                lambda pipe, r: pipe.zadd(
+                    self._owner_index(r.owner), {r.job_id: r.created_at.timestamp()}
+                ),
+            )
+            self._owner_index_ready = True
+
+    def _index_legacy_finished(self) -> None:
+        def index(pipe: redis.client.Pipeline, record: JobRecord) -> None:
+            finished = finished_time(record)
+            if finished is not None:
+                pipe.zadd(self._finished, {record.job_id: finished})
+
+        if not self._finished_index_ready:
+            self._index_legacy(self._finished_indexed, index)
+            self._finished_index_ready = True
 
     def list(self, flt: JobFilter, limit: int, cursor: str | None) -> JobPage:
         after = _order_key(*parse_cursor(cursor)) if cursor else None
@@ -127,6 +156,46 @@ class RedisJobStore:
         with redis_reachable():
             ids = list(self._redis.smembers(self._active))
         return [r for r in self._records(ids) if not r.status.is_terminal()]
+
+    def finished_before(self, cutoff: datetime, limit: int) -> list[str]:
+        self._index_legacy_finished()
+        with redis_reachable():
+            ids = self._redis.zrangebyscore(
+                self._finished, "-inf", f"({cutoff.timestamp()}", start=0, num=limit
+            )
+        return [i.decode() for i in ids]
+
+    def forget(self, job_ids: Sequence[str]) -> None:
+        if not job_ids:
+            return
+        owners = {r.job_id: r.owner for r in self._records([j.encode() for j in job_ids])}
+        with redis_reachable(), self._redis.pipeline() as pipe:
+            pipe.delete(*[self._key(job_id) for job_id in job_ids])
+            for index in (self._index, self._finished):
+                pipe.zrem(index, *job_ids)
+            pipe.srem(self._active, *job_ids)
+            for job_id, owner in owners.items():
+                pipe.zrem(self._owner_index(owner), job_id)
+            pipe.execute()
+
+    def mark_outputs_expired(self, job_id: str, at: datetime) -> bool:
+        key = self._key(job_id)
+        with redis_reachable(), self._redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)  # never bring back a record deleted meanwhile
+                    raw = pipe.get(key)
+                    record = JobRecord.model_validate_json(raw) if raw else None
+                    if record is None or record.outputs_expired_at is not None:
+                        pipe.unwatch()
+                        return False
+                    marked = record.model_copy(update={"outputs_expired_at": at})
+                    pipe.multi()
+                    pipe.set(key, marked.model_dump_json())
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
 
 
 def _position(record: JobRecord) -> tuple[float, str]:

@@ -2,72 +2,95 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import anyio
 
-from api.backends.base import LAUNCH_FAILED, Backend, LaunchRefusedError, RunnerExit
-from api.backends.job_manifest import RunResources
-from api.jobs.callbacks import deliver_in_background
+from api.backends.base import Backend, LaunchRefusedError, RunnerExit, RunnerJob, RunnerReports
+from api.jobs.callbacks import check_callback, deliver_in_background
+from api.jobs.finalisation import decide_ending
 from api.jobs.ownership import may_see, shown_to, visible_filter
-from api.jobs.records import JobRecord, JobStatus, RunMode, utcnow
+from api.jobs.records import JobRecord, RunMode, utcnow
 from api.jobs.runner_credentials import RunnerCredentials
 from api.jobs.store import JobFilter, JobPage, JobStore, parse_cursor
 from api.limits.dispatcher import FairShareDispatcher
-from api.limits.sync_slots import LocalSyncRunSlots, SyncRunSlots
+from api.limits.fair_share import FairShareQueue
+from api.limits.sync_slots import SyncRunSlots
+from api.request_errors import FieldProblem, InvalidRequestError, UnknownJobError
+from api.resources import RunResources
 from api.security.principals import Principal
 from api.settings import Settings
 from runner import progress
 from runner.argv import InvalidArgsError, PathPolicy, build_argv
-from runner.catalog import CommandCatalog, CommandSpec
-from runner.child import ChildRequest, ResourceLimits
+from runner.catalog import CommandCatalog, CommandSpec, UnknownStageError
+from runner.child import ResourceLimits
 from runner.credentials import JobCredentials
 from runner.dependencies import DependencyUnavailableError
 from runner.events import EventLog, JobEvent, RunnerResult
 from runner.execute import (
     CommandExecutor,
     ExecutorUnavailableError,
-    ExitReason,
-    RunOutcome,
 )
 from runner.inputs import (
     FILE_ID,
     StagedInput,
     UploadMeta,
     resolve_file_refs,
-    stage_inputs,
     upload_key,
     upload_meta_key,
 )
-from runner.outputs import OutputFile, is_text, keep_outputs, sha256_of_chunks
+from runner.job import JobPlace, run_job
+from runner.lifecycle import ExitReason, JobStatus
+from runner.outputs import OutputFile, sha256_of_chunks
 from runner.pipeline_config import CheckedPipeline, PipelineRules, Uploads, check_pipeline
-from runner.secret_args import Redactor, secrets_in
+from runner.secret_args import secrets_in
 from runner.spec import JobSpec
 from runner.storage import Storage, results_prefix
-from runner.workspace import JobFolders
 
 MB = 1 << 20
 log = logging.getLogger("zyra.jobs")
 
 
-class InputGoneError(LookupError):
+class InputGoneError(InvalidRequestError):
     """An uploaded file named by the request left storage before the run started."""
 
+    def __init__(self, why: str) -> None:
+        super().__init__(why, [FieldProblem(loc=["body", "args"], type="file_ref", msg=why)])
 
-class ResourcesTooLargeError(ValueError):
+
+class ResourcesTooLargeError(InvalidRequestError):
     def __init__(self, over: list[tuple[str, str]]) -> None:
         self.over = over
-        super().__init__("; ".join(f"{name} may be at most {limit}" for name, limit in over))
+        problems = [
+            FieldProblem(loc=["body", "resources", name], type="less_than_equal",
+                         msg=f"{name} may be at most {limit}")
+            for name, limit in over
+        ]  # fmt: skip
+        super().__init__("; ".join(p["msg"] for p in problems), problems)
 
 
-class TimeoutTooLongError(ValueError):
+class TimeoutTooLongError(InvalidRequestError):
     def __init__(self, requested: float, maximum: float) -> None:
         self.requested, self.maximum = requested, maximum
-        super().__init__(f"timeout_s may be at most {maximum:g} seconds; got {requested:g}")
+        why = f"timeout_s may be at most {maximum:g} seconds; got {requested:g}"
+        problem = FieldProblem(
+            loc=["body", "timeout_s"], msg=why, type="less_than_equal", input=requested
+        )
+        super().__init__(why, [problem])
+
+
+class UnknownStageFilterError(InvalidRequestError):
+    """`GET /jobs?stage=` naming a stage this server does not offer."""
+
+    def __init__(self, unknown: UnknownStageError) -> None:
+        why = str(unknown)
+        super().__init__(why, [FieldProblem(loc=["query", "stage"], type="enum", msg=why)])
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,12 @@ class PreparedRun:
     inputs: list[StagedInput]
     resources: RunResources | None = None
     secrets: tuple[str, ...] = ()  # secret argument values, scrubbed from the output
+
+
+def runner_job(record: JobRecord) -> RunnerJob:
+    """What the backend is told of a job: enough to start, stop or find its runner."""
+    resources = RunResources.model_validate(record.resources) if record.resources else None
+    return RunnerJob(record.job_id, record.stage, record.command, resources, record.runner)
 
 
 @dataclass
@@ -111,13 +140,6 @@ class EventSummary:
         }
 
 
-def read_log(path: Path, limit: int) -> tuple[str, bool]:
-    """A captured stream as text, cut at `limit` bytes; and whether it was cut."""
-    with path.open("rb") as f:
-        data = f.read(limit + 1)
-    return data[:limit].decode("utf-8", errors="replace"), len(data) > limit
-
-
 class JobService:
     def __init__(
         self,
@@ -129,7 +151,14 @@ class JobService:
         executor: CommandExecutor,
         command_env: dict[str, str],
         credentials: RunnerCredentials | None = None,
+        *,
+        backend: Callable[[RunnerReports], Backend],
+        fair_share_queue: FairShareQueue,
+        principal_sync_slots: SyncRunSlots,
     ) -> None:
+        """`backend` builds the backend that runs async jobs and reports their runners
+        to this service; `fair_share_queue` holds each principal's jobs waiting for room
+        under its cap; `principal_sync_slots` counts each principal's sync runs."""
         self.settings = settings
         self.credentials = credentials  # what runners get instead of the service's keys
         self.catalog = catalog
@@ -138,18 +167,54 @@ class JobService:
         self.storage = storage
         self.executor = executor
         self.command_env = command_env
-        self.backend: Backend | None = None  # set once built: it calls back into us
         self.outbound = settings.outbound_policy  # callbacks and URL arguments
         self.paths = PathPolicy(tuple(settings.allowed_path_prefixes), self.outbound)
         self._sync_slots = anyio.CapacityLimiter(settings.sync_concurrency)
         # Fair shares (api/limits): sync runs one principal has executing, and the
-        # queue its async jobs wait in (set once built, like the backend).
-        self.principal_sync_slots: SyncRunSlots = LocalSyncRunSlots(
-            settings.max_sync_runs_per_principal
+        # queue its async jobs wait in until it has room at the backend.
+        self.principal_sync_slots = principal_sync_slots
+        # Last: its runners may report from here on (a cluster's pod watcher starts at
+        # once); an end reported before the dispatcher exists frees its room at the
+        # dispatcher's next tick instead (`_make_room`).
+        self.backend = backend(self)
+        self.fair_share = FairShareDispatcher(
+            fair_share_queue,
+            settings.max_running_jobs_per_principal,
+            self.backend.dispatch_group,
+            self.launch_claimed,
+            self.has_ended,
+            settings.fair_share_dispatch_interval_s,
         )
-        self.fair_share: FairShareDispatcher | None = None
 
     # --- requests -----------------------------------------------------------------------
+
+    async def run(
+        self,
+        stage: str,
+        command: str | None,
+        args: dict[str, Any],
+        *,
+        mode: RunMode,
+        timeout_s: float | None,
+        resources: RunResources | None,
+        callback_url: str | None,
+        principal: Principal,
+    ) -> JobRecord:
+        """`POST /cli/run`: a sync run's final record, or an async job's record once it is
+        recorded (`mode` says which). Raises what the request is refused for, each
+        answered by api/errors.py: a refused callback, an unknown stage or command,
+        invalid args, a timeout or resources over the limits, an upload gone before the
+        run, the sync executor down."""
+        if callback_url is not None:  # off the event loop: the name is resolved
+            await anyio.to_thread.run_sync(check_callback, callback_url, self.outbound)
+        # Off the event loop: a `run` pipeline is read (maybe from S3) and parsed first.
+        prepare = partial(
+            self.prepare, stage, command, args, timeout_s, mode, resources, principal=principal
+        )
+        prepared = await anyio.to_thread.run_sync(prepare)
+        if mode is RunMode.ASYNC:
+            return await anyio.to_thread.run_sync(self.submit, prepared, principal, callback_url)
+        return await self.run_sync(prepared, principal)
 
     def prepare(
         self,
@@ -245,127 +310,66 @@ class JobService:
     # --- sync ---------------------------------------------------------------------------
 
     async def run_sync(self, prepared: PreparedRun, principal: Principal) -> JobRecord:
-        """LimitExceededError at once while `principal` has its cap of sync runs executing,
-        rather than waiting for a process-wide slot others need."""
+        """Run a job in this process's template process and answer with its final record:
+        the same routine and events as an async job. LimitExceededError at once while
+        `principal` has its cap of sync runs executing, rather than waiting for a
+        process-wide slot others need. Whatever goes wrong once the record exists, the
+        record is settled before the error goes on (no job is left `running`)."""
         run_s = prepared.timeout_s + self.settings.kill_grace_s
         slots = self.principal_sync_slots
         lease = await anyio.to_thread.run_sync(slots.acquire, principal.id, run_s)
         try:
             record = self._new_record(prepared, RunMode.SYNC, principal, None)
             await anyio.to_thread.run_sync(self.store.save, record)
+            try:
 
-            def execute() -> JobRecord:  # once a process-wide slot is ours: it starts now
-                slots.renew(principal.id, lease, run_s)
-                return self._execute(record, prepared)
+                def execute() -> JobRecord:  # once a process-wide slot is ours: it starts now
+                    slots.renew(principal.id, lease, run_s)
+                    return self._execute(record, prepared)
 
-            return await anyio.to_thread.run_sync(execute, limiter=self._sync_slots)
+                await anyio.to_thread.run_sync(self._announce, record.job_id)
+                return await anyio.to_thread.run_sync(execute, limiter=self._sync_slots)
+            except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._settle_abandoned, record.job_id, exc)
+                raise
         finally:
             await anyio.to_thread.run_sync(slots.release, principal.id, lease)
 
+    def _announce(self, job_id: str) -> None:
+        self.events.append(job_id, status=JobStatus.QUEUED, progress=progress.QUEUED)
+
     def _execute(self, record: JobRecord, prepared: PreparedRun) -> JobRecord:
-        folders = JobFolders(self.settings.work_dir / record.job_id)
-        folders.create()
-        record = record.model_copy(update={"status": JobStatus.RUNNING, "started_at": utcnow()})
-        self.store.save(record)
-        try:
-            try:
-                staged = stage_inputs(self.storage, prepared.inputs, folders.files)
-            except KeyError as exc:
-                self.store.save(self._failed(record, "InputMissing", f"{exc.args[0]} is gone"))
-                raise InputGoneError(f"uploaded file {exc.args[0]} is no longer stored") from exc
-            sandbox = self.executor.spawner.sandbox
-            if self.settings.sync_executor_socket is not None:
-                folders.share_with_group()  # its uid is not ours: the pod's group is shared
-            elif sandbox is not None:
-                folders.hand_over(sandbox)
-            outcome = self.executor.run(
-                self.child_request(prepared.argv, folders),
-                capture_dir=folders.capture,
-                timeout_s=prepared.timeout_s,
-                quotas=self.settings.run_quotas,
-            )
-            record = self._finish_sync(record, outcome, folders.files, staged, prepared.secrets)
-        except ExecutorUnavailableError as exc:
-            # The record must not stay `running`; the client gets a 503.
-            self.store.save(self._failed(record, "Lost", f"command executor unavailable: {exc}"))
-            raise
-        finally:
-            folders.remove()
-        self.store.save(record)
-        return record
-
-    def child_request(self, argv: list[str], folders: JobFolders) -> ChildRequest:
-        policy = self.settings.sandbox_policy
-        if self.settings.sync_executor_socket is not None:
-            # What the command writes stays readable (and removable) by the pod's group.
-            policy = policy.model_copy(update={"umask": 0o007})
-        return folders.child_request(
-            argv,
-            self.command_env,
-            limits=self._limits(),
-            sandbox=policy,
-            outbound_allow=self.settings.outbound_allow,
+        place = JobPlace(
+            self.events,
+            self.storage,
+            self.executor,
+            self.executor.spawner.sandbox,
+            # its uid is not ours: the pod's group is shared
+            shared_folders=self.settings.sync_executor_socket is not None,
+            echo=False,
         )
+        running = record.model_copy(update={"status": JobStatus.RUNNING, "started_at": utcnow()})
+        self.store.save(running)
+        result = run_job(self._spec(record, prepared), place)  # raises: run_sync settles
+        final = self._finalise(running, RunnerExit(result.exit_code, result.reason), result)
+        if result.reason == ExitReason.INPUT_MISSING:  # a bad reference, for the client
+            raise InputGoneError(final.stderr.strip())
+        return final
 
-    @staticmethod
-    def _failed(record: JobRecord, reason: str, message: str) -> JobRecord:
-        return record.model_copy(
-            update={
-                "status": JobStatus.FAILED,
-                "reason": reason,
-                "stderr": message,
-                "finished_at": utcnow(),
-            }
-        )
+    def _settle_abandoned(self, job_id: str, exc: BaseException) -> None:
+        """A sync job whose request failed before its end: failed, reason Lost, saying
+        why (a no-op once it has ended)."""
+        if self.has_ended(job_id):
+            return
+        why = f"{exc}" if isinstance(exc, ExecutorUnavailableError) else type(exc).__name__
+        with contextlib.suppress(DependencyUnavailableError):  # the record still ends
+            self.events.append(job_id, stderr=f"the service could not finish this run: {why}\n")
+        self.on_runner_exit(job_id, RunnerExit(None, ExitReason.LOST, overrides_result=True))
 
-    def _finish_sync(
-        self,
-        record: JobRecord,
-        outcome: RunOutcome,
-        workdir: Path,
-        staged: frozenset[str],
-        secrets: tuple[str, ...],
-    ) -> JobRecord:
-        prefix = results_prefix(record.job_id)
-        binary_stdout = not is_text(outcome.stdout_path)
-        outputs = [] if outcome.over_quota else keep_outputs(
-            workdir, self.storage, prefix, staged, outcome.stdout_path, binary_stdout
-        )  # fmt: skip
-        if binary_stdout:
-            stdout, stdout_cut = "", False
-        else:
-            stdout, stdout_cut = read_log(outcome.stdout_path, self.settings.max_log_bytes)
-        stderr, stderr_cut = read_log(outcome.stderr_path, self.settings.max_log_bytes)
-        scrub = Redactor(secrets)  # e.g. Zyra's pipeline runner prints a failing stage's argv
-        stdout, stderr = scrub(stdout), scrub(stderr)
-        return record.model_copy(
-            update={
-                "status": JobStatus.SUCCEEDED if outcome.exit_code == 0 else JobStatus.FAILED,
-                "exit_code": outcome.exit_code,
-                "reason": outcome.reason.value,
-                "progress": progress.DONE,
-                "stdout": stdout,
-                "stderr": stderr,
-                "stdout_truncated": stdout_cut,
-                "stderr_truncated": stderr_cut,
-                "stdout_is_binary": binary_stdout,
-                "outputs": outputs,
-                "duration_s": outcome.duration_s,
-                "finished_at": utcnow(),
-            }
-        )
-
-    # --- async --------------------------------------------------------------------------
-
-    def submit(
-        self, prepared: PreparedRun, principal: Principal, callback_url: str | None
-    ) -> JobRecord:
-        """Record the job, then hand it to the backend; returns at once."""
-        assert self.backend is not None
-        record = self._new_record(prepared, RunMode.ASYNC, principal, callback_url)
-        self.store.save(record)
-        self.events.append(record.job_id, status=JobStatus.QUEUED.value, progress=progress.QUEUED)
-        spec = JobSpec(
+    def _spec(self, record: JobRecord, prepared: PreparedRun) -> JobSpec:
+        """What the routine (runner/job.py) needs to run the job, here or in a runner."""
+        return JobSpec(
             job_id=record.job_id,
             argv=prepared.argv,
             timeout_s=prepared.timeout_s,
@@ -379,22 +383,33 @@ class JobService:
             outbound_allow=self.settings.outbound_allow,
             secrets=list(prepared.secrets),
         )
-        assert self.fair_share is not None
+
+    # --- async --------------------------------------------------------------------------
+
+    def submit(
+        self, prepared: PreparedRun, principal: Principal, callback_url: str | None
+    ) -> JobRecord:
+        """Record the job, then hand it to the backend; returns at once."""
+        record = self._new_record(prepared, RunMode.ASYNC, principal, callback_url)
+        self.store.save(record)
+        self._announce(record.job_id)
+        spec = self._spec(record, prepared)
         self.fair_share.submit(record.owner, record.job_id, spec)  # now, or in its turn
         return record
 
     def launch_claimed(self, job_id: str, spec: JobSpec) -> bool:
         """Hand a job its principal has room for to the backend; False if it has ended
         (nothing to start)."""
-        assert self.backend is not None
         record = self.store.get(job_id)
         if record is None or record.status.is_terminal():
             return False
         try:
-            self.backend.launch(record, spec)
+            self.backend.launch(runner_job(record), spec)
         except LaunchRefusedError as exc:
             self.events.append(job_id, stderr=f"{exc}\n")
-            self.on_runner_exit(job_id, RunnerExit(None, LAUNCH_FAILED, overrides_result=True))
+            self.on_runner_exit(
+                job_id, RunnerExit(None, ExitReason.LAUNCH_FAILED, overrides_result=True)
+            )
             return False  # it has ended: its room goes to the next job
         return True
 
@@ -403,7 +418,7 @@ class JobService:
         return record is None or record.status.is_terminal()
 
     def runner_credentials(self, spec: JobSpec) -> JobCredentials | None:
-        """Called by the backend right before it starts the job's runner: credentials
+        """RunnerReports: right before the backend starts the job's runner, credentials
         that reach only this job's data, valid for its timeout plus a margin."""
         if self.credentials is None:
             return None
@@ -415,7 +430,6 @@ class JobService:
     def _revoke_runner_credentials(self, job_id: str) -> None:
         """Once the job is final its runner needs nothing more; a failure here is
         retried by the next `sync_runner_users` (and the Secret goes with its Job)."""
-        assert self.backend is not None
         try:
             if self.credentials is not None:
                 self.credentials.revoke(job_id)
@@ -426,7 +440,6 @@ class JobService:
     def _make_room(self, owner: str, job_id: str) -> None:
         """An ended job's room under its principal's cap goes to the next one; if that
         fails now, the dispatcher's next tick does it."""
-        assert self.fair_share is not None
         try:
             self.fair_share.ended(owner, job_id)
         except Exception as exc:
@@ -438,7 +451,7 @@ class JobService:
             self.credentials.sync(self.store.active(), self.store.get)
 
     def on_runner_started(self, job_id: str, handle: dict[str, Any]) -> None:
-        """Called by the backend when a runner starts (maybe after waiting its turn);
+        """RunnerReports: a runner started (maybe after waiting its turn);
         repeated reports change nothing."""
         record = self.store.get(job_id)
         if record is None or record.status is not JobStatus.QUEUED:
@@ -451,21 +464,29 @@ class JobService:
         )
 
     def on_runner_exit(self, job_id: str, observed: RunnerExit) -> None:
-        """Called by the backend; safe to call twice (or from two replicas)."""
+        """RunnerReports: a runner ended; safe to call twice (or from two replicas)."""
         record = self.store.get(job_id)
         if record is None or record.status.is_terminal():
             return
-        result = self.events.get_result(job_id)
+        self._finalise(record, observed, self.events.get_result(job_id))
+
+    def _finalise(
+        self, record: JobRecord, observed: RunnerExit, result: RunnerResult | None
+    ) -> JobRecord:
+        """The one end of every job, sync or async: its final record saved (unless
+        someone else finalised it first), then its terminal event; the final record."""
+        job_id = record.job_id
         final = self._final_record(record, observed, result)
         if result is None and observed.exit_code is not None:
             final = self._recover_from_runner(final)
         if not self.store.save_unless_terminal(final):
-            return  # someone else finalised it first
-        self._revoke_runner_credentials(job_id)
-        self._make_room(final.owner, job_id)
+            return self.store.get(job_id) or final  # someone else finalised it first
+        if final.mode is RunMode.ASYNC:
+            self._revoke_runner_credentials(job_id)
+            self._make_room(final.owner, job_id)
         self.events.append(
             job_id,
-            status=final.status.value,
+            status=final.status,
             exit_code=final.exit_code,
             reason=final.reason,
             progress=progress.DONE,
@@ -476,28 +497,12 @@ class JobService:
         )
         if final.callback_url:
             deliver_in_background(final.callback_url, final.model_dump(mode="json"), self.outbound)
+        return final
 
     def _final_record(
         self, record: JobRecord, observed: RunnerExit, result: RunnerResult | None
     ) -> JobRecord:
-        if observed.overrides_result:
-            exit_code = (
-                observed.exit_code
-                if observed.exit_code is not None
-                else (result.exit_code if result else None)
-            )
-            reason = observed.reason
-        else:
-            exit_code = result.exit_code if result else observed.exit_code
-            reason = result.reason if result else observed.reason
-        if record.cancel_requested:
-            status, reason = JobStatus.CANCELLED, ExitReason.CANCELLED.value
-        elif exit_code == 0:
-            status = JobStatus.SUCCEEDED
-        else:
-            status = JobStatus.FAILED
-        if exit_code is None and not record.cancel_requested and not observed.overrides_result:
-            reason = "Lost"
+        status, exit_code, reason = decide_ending(observed, result, record.cancel_requested)
         return record.model_copy(
             update={
                 **self.summarise_events(record.job_id).log_fields(),
@@ -516,7 +521,6 @@ class JobService:
         """The runner ran but could not reach the event log: take its output from its
         own log (the pod log; stdout and stderr interleaved, kept as stdout) and its
         outputs from storage."""
-        assert self.backend is not None
         update: dict[str, Any] = {}
         if not record.stdout and not record.stderr:
             logs = self.backend.runner_logs(record.job_id)
@@ -551,28 +555,25 @@ class JobService:
         return record.model_copy(update={**summary.log_fields(), "progress": summary.progress})
 
     def cancel(self, job_id: str, principal: Principal) -> tuple[JobRecord, bool]:
-        """Cancel a queued or running job; (record, whether anything changed). KeyError
-        when there is no such job for `principal`."""
-        assert self.backend is not None
+        """Cancel a queued or running job; (record, whether anything changed).
+        UnknownJobError (a KeyError) when there is no such job for `principal`."""
         record = self.get(job_id, principal)
         if record is None:
-            raise KeyError(job_id)
+            raise UnknownJobError(job_id)
         if record.status.is_terminal():
             return record, False
         if record.mode is RunMode.SYNC:
             return record, False  # its request is still open; it ends with it
         record = record.model_copy(update={"cancel_requested": True})
         self.store.save(record)
-        assert self.fair_share is not None
         if self.fair_share.withdraw(record.owner, job_id):  # never reached the backend
-            self.on_runner_exit(job_id, RunnerExit(None, ExitReason.CANCELLED.value))
+            self.on_runner_exit(job_id, RunnerExit(None, ExitReason.CANCELLED))
         else:
-            self.backend.cancel(record)
+            self.backend.cancel(runner_job(record))
         return record, True
 
     def reconcile(self) -> None:
         """At start-up: settle jobs left running by an earlier API process."""
-        assert self.backend is not None
         try:  # first: users of jobs finished while no API watched go
             self.sync_runner_users()
         except DependencyUnavailableError as exc:  # Redis down: what follows waits too
@@ -581,12 +582,13 @@ class JobService:
         stale_sync = [r for r in active if r.mode is RunMode.SYNC]
         for record in stale_sync:
             # Its HTTP request died with the process that served it.
-            self.on_runner_exit(record.job_id, RunnerExit(None, "Lost"))
-        assert self.fair_share is not None
+            self.on_runner_exit(record.job_id, RunnerExit(None, ExitReason.LOST))
+        oldest_first = sorted(active, key=lambda r: r.created_at)
         with self.fair_share.holding() as waiting:  # still in their queues: not the backend's
-            self.backend.reconcile(
-                [r for r in active if r.mode is RunMode.ASYNC and r.job_id not in waiting]
-            )
+            self.backend.reconcile([
+                runner_job(r) for r in oldest_first
+                if r.mode is RunMode.ASYNC and r.job_id not in waiting
+            ])  # fmt: skip
         self.fair_share.dispatch_all()  # what waited through the restart
 
     # --- reads --------------------------------------------------------------------------
@@ -603,8 +605,14 @@ class JobService:
         return shown_to(principal, self.live_view(record)) if record is not None else None
 
     def list(self, flt: JobFilter, limit: int, cursor: str | None, principal: Principal) -> JobPage:
-        """The jobs `principal` may see that match `flt`, as it is shown them. Raises
-        ValueError for a cursor this service did not hand out."""
+        """The jobs `principal` may see that match `flt` (its stage may be an alias), as
+        it is shown them. Raises UnknownStageFilterError for a stage this server does not
+        offer, ValueError for a cursor this service did not hand out."""
+        try:  # an empty `?stage=` filters nothing
+            stage = self.catalog.canonical_stage(flt.stage) if flt.stage else None
+        except UnknownStageError as exc:
+            raise UnknownStageFilterError(exc) from exc
+        flt = replace(flt, stage=stage)
         visible = visible_filter(principal, flt)
         if visible is None:
             if cursor:

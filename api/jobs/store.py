@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from api.jobs.records import JobRecord, JobStatus
+from api.jobs.records import JobRecord
+from runner.lifecycle import JobStatus
 from runner.sqlite_file import SqliteFile
 
-TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal())
 JOBS_TABLE = (
     "CREATE TABLE IF NOT EXISTS jobs ("
     " job_id TEXT PRIMARY KEY, status TEXT NOT NULL, stage TEXT NOT NULL,"
     " command TEXT NOT NULL, created REAL NOT NULL, record TEXT NOT NULL,"
-    " owner TEXT NOT NULL DEFAULT '')"
+    " owner TEXT NOT NULL DEFAULT '', finished REAL)"
 )
-JOBS_COLUMNS = "job_id, status, stage, command, created, record, owner"
-SAVE_JOB = f"INSERT OR REPLACE INTO jobs ({JOBS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+JOBS_COLUMNS = "job_id, status, stage, command, created, record, owner, finished"
+SAVE_JOB = f"INSERT OR REPLACE INTO jobs ({JOBS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 @dataclass(frozen=True)
@@ -43,15 +46,28 @@ class JobPage:
     next_cursor: str | None
 
 
+def finished_time(record: JobRecord) -> float | None:
+    """Where a job's retention starts (ZYRA_JOB_TTL_S): its `finished_at` once terminal
+    (its creation, for a terminal record without one); None while queued or running."""
+    if not record.status.is_terminal():
+        return None
+    return (record.finished_at or record.created_at).timestamp()
+
+
+# What `cursor_of` hands out (the creation time to the microsecond, then the job id),
+# as `GET /jobs` declares its `cursor`.
+CURSOR_PATTERN = r"^[0-9]+\.[0-9]{6}:[0-9a-f]{32}$"
+
+
 def cursor_of(record: JobRecord) -> str:
     return f"{record.created_at.timestamp():.6f}:{record.job_id}"
 
 
 def parse_cursor(cursor: str) -> tuple[float, str]:
     """Raises ValueError for a cursor this service did not hand out."""
-    ts, _, job_id = cursor.partition(":")
-    if not job_id:
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
         raise ValueError("malformed cursor")
+    ts, _, job_id = cursor.partition(":")
     return float(ts), job_id
 
 
@@ -64,6 +80,18 @@ class JobStore(Protocol):
 
     def list(self, flt: JobFilter, limit: int, cursor: str | None) -> JobPage: ...
     def active(self) -> list[JobRecord]: ...
+    def finished_before(self, cutoff: datetime, limit: int) -> list[str]:
+        """Ids of terminal jobs finished before `cutoff`, oldest first."""
+        ...
+
+    def forget(self, job_ids: Sequence[str]) -> None:
+        """Delete the jobs' records and every index entry of them."""
+        ...
+
+    def mark_outputs_expired(self, job_id: str, at: datetime) -> bool:
+        """Record when the job's outputs left storage (the first time only); whether
+        the record changed."""
+        ...
 
 
 class SqliteJobStore:
@@ -77,6 +105,7 @@ class SqliteJobStore:
                 JOBS_TABLE,
                 "CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created DESC, job_id)",
                 "CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created DESC, job_id)",
+                "CREATE INDEX IF NOT EXISTS jobs_by_finished ON jobs (finished)",
             ),
             timeout_s=30,
             upgrade=self._upgrade,
@@ -88,7 +117,8 @@ class SqliteJobStore:
         - the first layout (job_id, status, created_at, record) kept only what `get`
           needed: rebuild the columns listing filters on from each record;
         - the second had no `owner`: add it, filled from each record (records from
-          before principals belong to `key:<submitted_by>`, records.py)."""
+          before principals belong to `key:<submitted_by>`, records.py);
+        - the third had no `finished` (when retention starts): add it, likewise."""
         db.execute("BEGIN IMMEDIATE")  # another process may be upgrading the same file
         try:
             columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
@@ -102,6 +132,12 @@ class SqliteJobStore:
                 db.executemany(
                     "UPDATE jobs SET owner = ? WHERE job_id = ?",
                     [(r.owner, r.job_id) for r in cls._records_of(db)],
+                )
+            if columns and "finished" not in {r[1] for r in db.execute("PRAGMA table_info(jobs)")}:
+                db.execute("ALTER TABLE jobs ADD COLUMN finished REAL")
+                db.executemany(
+                    "UPDATE jobs SET finished = ? WHERE job_id = ?",
+                    [(finished_time(r), r.job_id) for r in cls._records_of(db)],
                 )
         except BaseException:
             db.execute("ROLLBACK")
@@ -122,6 +158,7 @@ class SqliteJobStore:
             record.created_at.timestamp(),
             record.model_dump_json(),
             record.owner,
+            finished_time(record),
         )
 
     def save(self, record: JobRecord) -> None:
@@ -134,7 +171,7 @@ class SqliteJobStore:
             row = db.execute(
                 "SELECT status FROM jobs WHERE job_id = ?", (record.job_id,)
             ).fetchone()
-            if row and row[0] in TERMINAL:
+            if row and JobStatus(row[0]).is_terminal():
                 db.execute("ROLLBACK")
                 return False
             db.execute(SAVE_JOB, self._row(record))
@@ -173,9 +210,39 @@ class SqliteJobStore:
         return JobPage(jobs, cursor_of(jobs[-1]) if more and jobs else None)
 
     def active(self) -> list[JobRecord]:
+        terminal = [s.value for s in JobStatus if s.is_terminal()]
         with self._file.connect() as db:
             rows = db.execute(
-                f"SELECT record FROM jobs WHERE status NOT IN ({','.join('?' * len(TERMINAL))})",
-                TERMINAL,
+                f"SELECT record FROM jobs WHERE status NOT IN ({','.join('?' * len(terminal))})",
+                terminal,
             ).fetchall()
         return [JobRecord.model_validate_json(r[0]) for r in rows]
+
+    def finished_before(self, cutoff: datetime, limit: int) -> list[str]:
+        with self._file.connect() as db:
+            rows = db.execute(
+                "SELECT job_id FROM jobs WHERE finished < ? ORDER BY finished LIMIT ?",
+                (cutoff.timestamp(), limit),
+            ).fetchall()
+        return [job_id for (job_id,) in rows]
+
+    def forget(self, job_ids: Sequence[str]) -> None:
+        with self._file.connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # one transaction for the batch
+            db.executemany("DELETE FROM jobs WHERE job_id = ?", [(j,) for j in job_ids])
+            db.execute("COMMIT")
+        self._file.reclaim()
+
+    def mark_outputs_expired(self, job_id: str, at: datetime) -> bool:
+        with self._file.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            record = JobRecord.model_validate_json(row[0]) if row else None
+            if record is None or record.outputs_expired_at is not None:
+                db.execute("ROLLBACK")
+                return False
+            marked = record.model_copy(update={"outputs_expired_at": at})
+            db.execute("UPDATE jobs SET record = ? WHERE job_id = ?",
+                       (marked.model_dump_json(), job_id))  # fmt: skip
+            db.execute("COMMIT")
+        return True

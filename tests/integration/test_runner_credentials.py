@@ -14,11 +14,12 @@ import redis
 import urllib3
 from redis.exceptions import AuthenticationError, NoPermissionError
 
-from api.jobs.records import JobRecord, JobStatus, RunMode
+from api.jobs.records import JobRecord, RunMode
 from api.jobs.runner_credentials import RedisJobUsers, RunnerCredentials
 from runner.credentials import JobCredentials, credentials_from_env
 from runner.events import _APPEND_LUA, RedisEventLog, RunnerResult
 from runner.inputs import StagedInput, upload_key
+from runner.lifecycle import JobStatus
 from runner.presigned import PresignedStorage, StorageRefusedError
 from runner.quotas import RunQuotas
 from runner.spec import JobSpec

@@ -102,7 +102,7 @@ def chart_api(
     _apply(control_plane, namespace, setup)
     env = _api_env(rendered, tmp_path / "api-keys")
     env |= {
-        "ZYRA_K8S_KUBECONFIG": str(_token_kubeconfig(control_plane, namespace,
+        "ZYRA_K8S__KUBECONFIG": str(_token_kubeconfig(control_plane, namespace,
                                                      tmp_path / "sa.kubeconfig")),
         # The node agent runs a pod's command on this machine instead of in the image.
         "ZYRA_K8S__RUNNER_COMMAND": json.dumps([sys.executable, "-m", "runner"]),

@@ -46,8 +46,8 @@ def k8s_api(
         "ZYRA_BACKEND": "kubernetes",
         "ZYRA_REDIS_URL": redis_url,
         **s3_server.api_env(bucket=f"k8s-{namespace}"),
-        "ZYRA_K8S_KUBECONFIG": str(control_plane.kubeconfig),
-        "ZYRA_K8S_PULL_FAILURE_TIMEOUT_S": "3",
+        "ZYRA_K8S__KUBECONFIG": str(control_plane.kubeconfig),
+        "ZYRA_K8S__PULL_FAILURE_TIMEOUT_S": "3",
         "ZYRA_K8S__NAMESPACE": namespace,
         "ZYRA_K8S__IMAGE": "zyra-orchestrator-runner:test",
         "ZYRA_K8S__RUNNER_COMMAND": json.dumps([sys.executable, "-m", "runner"]),
@@ -185,7 +185,7 @@ def test_runner_cut_off_from_redis_still_reports_through_the_pod(
     env = {
         **k8s_api.env,
         "ZYRA_K8S__PLAIN_ENV": json.dumps({"ZYRA_EVENT_FLUSH_WAIT_S": "1"}),
-        "ZYRA_K8S_LOG_FALLBACK_AFTER_S": "1",
+        "ZYRA_K8S__LOG_FALLBACK_AFTER_S": "1",
     }
     # Traces its stage, then waits on a server that never answers until the timeout.
     fetch = {"stage": "acquire", "command": "http",
@@ -394,3 +394,17 @@ def test_a_job_the_cluster_refuses_fails_at_once_and_holds_no_queue(
                 assert "nodeSelector" in job["stderr"]
     finally:
         stop_api(api)
+
+
+def test_a_spec_too_long_for_a_pod_environment_fails_saying_so(
+    k8s_api: ApiServer, silent_server: str
+) -> None:
+    """A runner pod gets its spec in an environment variable, which Linux caps at 128 KiB:
+    such a job fails at once with LaunchFailed and the reason, rather than a pod that
+    never starts."""
+    with k8s_api.client() as c:
+        long_url = f"{silent_server}?pad={'a' * 200_000}"
+        job_id = submit(c, "acquire", "http", {"url": long_url, "output": "x"}, timeout_s=60)
+        job = wait_finished(c, job_id, timeout_s=30)
+    assert (job["status"], job["reason"], job["exit_code"]) == ("failed", "LaunchFailed", None)
+    assert "a runner pod's environment carries at most 128 KiB" in job["stderr"]

@@ -74,7 +74,7 @@ def api_client(
         ZYRA_BACKEND="kubernetes",
         ZYRA_REDIS_URL=redis_server.url[:-1] + "6",
         **s3_server.api_env(bucket=f"sandbox-{namespace}"),
-        ZYRA_K8S_KUBECONFIG=str(control_plane.kubeconfig),
+        ZYRA_K8S__KUBECONFIG=str(control_plane.kubeconfig),
         ZYRA_K8S__NAMESPACE=namespace,
         ZYRA_K8S__RUNNER_COMMAND=json.dumps([sys.executable, "-m", "runner"]),
         ZYRA_K8S__WORK_MOUNT=str(traps["work"]),

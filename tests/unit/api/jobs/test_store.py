@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from api.jobs.records import JobRecord, JobStatus, RunMode
+from api.jobs.records import JobRecord, RunMode
 from api.jobs.redis_store import RedisJobStore
 from api.jobs.store import JobFilter, JobStore, SqliteJobStore
+from runner.lifecycle import JobStatus
 from tests.services import RedisServer
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

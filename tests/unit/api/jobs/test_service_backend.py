@@ -1,0 +1,131 @@
+"""The job service builds its backend and its fair-share dispatcher itself, hands the
+backend each job as the runner's own view of it (RunnerJob), and hears back through
+RunnerReports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.backends.base import RunnerExit, RunnerJob, RunnerReports
+from api.jobs.service import JobService, PreparedRun
+from api.jobs.store import SqliteJobStore
+from api.limits.fair_share import SqliteFairShareQueue
+from api.limits.sync_slots import LocalSyncRunSlots
+from api.resources import RunResources
+from api.security.principals import Principal, Scope
+from api.settings import Settings
+from runner.catalog import CommandCatalog, CommandSpec
+from runner.events import SqliteEventLog
+from runner.execute import CommandExecutor, Zygote
+from runner.lifecycle import ExitReason, JobStatus
+from runner.spec import JobSpec
+from runner.storage import LocalStorage
+
+ALICE = Principal.for_api_key("alice", frozenset({Scope.RUN, Scope.READ}))
+HEATMAP = CommandSpec(stage="visualize", name="heatmap", description="", args={},
+                      argv_prefix=("visualize", "heatmap"))  # fmt: skip
+
+
+class RecordingBackend:
+    """Takes every job; its runners end when the test says so."""
+
+    dispatch_group = "test:one"
+
+    def __init__(self, reports: RunnerReports) -> None:
+        self.reports = reports
+        self.launched: list[RunnerJob] = []
+        self.cancelled: list[RunnerJob] = []
+        self.reconciled: list[RunnerJob] = []
+
+    def launch(self, job: RunnerJob, spec: JobSpec) -> None:
+        self.launched.append(job)
+
+    def cancel(self, job: RunnerJob) -> None:
+        self.cancelled.append(job)
+        self.reports.on_runner_exit(job.job_id, RunnerExit(None, ExitReason.CANCELLED))
+
+    def reconcile(self, active: list[RunnerJob]) -> None:
+        self.reconciled = active
+
+    def release(self, job_id: str) -> None: ...
+
+    def runner_logs(self, job_id: str) -> str | None:
+        return None
+
+    def forget(self, job_ids: Sequence[str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> JobService:
+    settings = Settings(data_dir=tmp_path / "data", max_running_jobs_per_principal=1)
+    return JobService(
+        settings,
+        CommandCatalog({}),
+        SqliteJobStore(tmp_path / "jobs.sqlite3"),
+        SqliteEventLog(tmp_path / "events.sqlite3"),
+        LocalStorage(tmp_path / "storage"),
+        CommandExecutor(Zygote({}, settings.sandbox_policy), settings.kill_grace_s),
+        {},
+        backend=RecordingBackend,
+        fair_share_queue=SqliteFairShareQueue(tmp_path / "fair_share.sqlite3"),
+        principal_sync_slots=LocalSyncRunSlots(settings.max_sync_runs_per_principal),
+    )
+
+
+def heatmap(**kw: Any) -> PreparedRun:
+    return PreparedRun(HEATMAP, ["visualize", "heatmap"], {}, 5.0, [], **kw)
+
+
+def backend_of(service: JobService) -> RecordingBackend:
+    assert isinstance(service.backend, RecordingBackend)
+    return service.backend
+
+
+def test_the_backend_reports_to_the_service_that_built_it(service: JobService) -> None:
+    backend = backend_of(service)
+    assert backend.reports is service
+    record = service.submit(heatmap(resources=RunResources(cpu="500m")), ALICE, None)
+    assert backend.launched == [
+        RunnerJob(record.job_id, "visualize", "heatmap", RunResources(cpu="500m"))
+    ]
+    backend.reports.on_runner_started(record.job_id, {"kind": "test", "pid": 1})
+    assert service.store.get(record.job_id).status is JobStatus.RUNNING  # type: ignore[union-attr]
+    backend.reports.on_runner_exit(record.job_id, RunnerExit(0, ExitReason.COMPLETED))
+    final = service.store.get(record.job_id)
+    assert final is not None
+    assert (final.status, final.exit_code) == (JobStatus.SUCCEEDED, 0)
+
+
+def test_a_principals_next_job_reaches_the_backend_when_its_last_one_ends(
+    service: JobService,
+) -> None:
+    backend = backend_of(service)
+    first = service.submit(heatmap(), ALICE, None)
+    second = service.submit(heatmap(), ALICE, None)  # over alice's cap of 1: it waits
+    assert [j.job_id for j in backend.launched] == [first.job_id]
+    backend.reports.on_runner_exit(first.job_id, RunnerExit(0, ExitReason.COMPLETED))
+    assert [j.job_id for j in backend.launched] == [first.job_id, second.job_id]
+
+
+def test_cancel_and_reconcile_hand_the_backend_the_runners_handle(service: JobService) -> None:
+    backend = backend_of(service)
+    running = service.submit(heatmap(), ALICE, None)
+    waiting = service.submit(heatmap(), ALICE, None)
+    handle = {"kind": "test", "pid": 4242}
+    service.on_runner_started(running.job_id, handle)
+    service.reconcile()  # the waiting job is the dispatcher's, not the backend's
+    assert backend.reconciled == [
+        RunnerJob(running.job_id, "visualize", "heatmap", runner_handle=handle)
+    ]
+    service.cancel(running.job_id, ALICE)
+    assert backend.cancelled == [
+        RunnerJob(running.job_id, "visualize", "heatmap", runner_handle=handle)
+    ]
+    assert service.store.get(running.job_id).status is JobStatus.CANCELLED  # type: ignore[union-attr]
+    assert [j.job_id for j in backend.launched] == [running.job_id, waiting.job_id]
