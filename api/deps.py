@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import SecurityScopes
 from starlette.requests import HTTPConnection
 
+from api.jobs.downloads import Downloads
 from api.jobs.service import JobService
+from api.schemas import RunRequest, strings_in
 from api.security.authentication import Authenticator
 from api.security.principals import Principal, Scope
 from api.security.schemes import ApiKeyScheme, BearerScheme
+from api.streams.follow import JobStreams
+from api.uploads import UploadService
 from runner.catalog import CommandCatalog
 
 _api_key_scheme = ApiKeyScheme()
@@ -22,8 +27,20 @@ def get_job_service(request: Request) -> JobService:
     return request.app.state.job_service
 
 
+def get_downloads(request: Request) -> Downloads:
+    return request.app.state.downloads
+
+
+def get_uploads(request: Request) -> UploadService:
+    return request.app.state.uploads
+
+
 def get_catalog(request: Request) -> CommandCatalog:
     return request.app.state.catalog
+
+
+def get_streams(conn: HTTPConnection) -> JobStreams:
+    return conn.app.state.streams
 
 
 async def authenticate(
@@ -43,8 +60,37 @@ async def authenticate(
 
 
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
+DownloadsDep = Annotated[Downloads, Depends(get_downloads)]
+UploadsDep = Annotated[UploadService, Depends(get_uploads)]
 CatalogDep = Annotated[CommandCatalog, Depends(get_catalog)]
-CurrentPrincipal = Annotated[Principal, Security(authenticate)]  # any valid credential
+JobStreamsDep = Annotated[JobStreams, Depends(get_streams)]
 ReadPrincipal = Annotated[Principal, Security(authenticate, scopes=[Scope.READ.value])]
 RunPrincipal = Annotated[Principal, Security(authenticate, scopes=[Scope.RUN.value])]
-AdminPrincipal = Annotated[Principal, Security(authenticate, scopes=[Scope.ADMIN.value])]
+
+
+def _args_too_long(args: dict[str, Any], max_length: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": ["body", "args", name],
+            "type": "string_too_long",
+            "msg": f"text may have at most {max_length} characters (ZYRA_MAX_ARG_LENGTH)",
+            "ctx": {"max_length": max_length},
+        }
+        for name, value in args.items()
+        if any(len(text) > max_length for text in strings_in(value))
+    ]
+
+
+def run_request_within_limits(
+    body: RunRequest, request: Request, _caller: RunPrincipal
+) -> RunRequest:
+    """The body of `POST /cli/run`, its argument strings within ZYRA_MAX_ARG_LENGTH;
+    checked after authentication (`_caller`), as the rest of the body is: without a
+    valid credential the answer is 401, whatever the body holds."""
+    problems = _args_too_long(body.args, request.app.state.settings.max_arg_length)
+    if problems:
+        raise RequestValidationError(problems)
+    return body
+
+
+RunRequestWithinLimits = Annotated[RunRequest, Depends(run_request_within_limits)]

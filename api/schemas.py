@@ -3,36 +3,55 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
-from api.backends.job_manifest import RunResources
 from api.jobs.records import JobRecord, RunMode
+from api.resources import RunResources
+from runner.lifecycle import ExitReason, JobStatus
 from runner.outputs import OutputFile
 from runner.sandbox import SandboxMode, SandboxReport
 
 
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string of an argument's value: itself, a list's items, an object's keys and
+    values (an inline `run` pipeline), however deep."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings_in(key)
+            yield from strings_in(item)
+
+
+def _valid_unicode(value: Any) -> Any:
+    """JSON may escape half a surrogate pair (`\\ud800`); that is no character, and no
+    store, file or command could be handed it."""
+    for text in strings_in(value):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PydanticCustomError(  # the type pydantic gives a `str` field's own
+                "string_unicode",
+                "text must be valid Unicode: {bad} at position {at} is a lone surrogate",
+                {"bad": repr(text[exc.start : exc.end]), "at": exc.start},
+            ) from None
+    return value
+
+
+# One argument's value, checked on its own: a problem is named by the argument.
+ArgValue = Annotated[Any, AfterValidator(_valid_unicode)]
+
+
 class RunRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "stage": "visualize",
-                    "command": "heatmap",
-                    "args": {
-                        "input": "/data/field.npy",
-                        "output": "heatmap.png",
-                        "no_coastline": True,
-                        "no_borders": True,
-                        "no_gridlines": True,
-                    },
-                    "mode": "sync",
-                }
-            ]
-        },
-    )
+    # Its example names an input path this server allows: api/openapi.py adds it.
+    model_config = ConfigDict(extra="forbid")
 
     stage: str = Field(
         min_length=1,
@@ -45,10 +64,11 @@ class RunRequest(BaseModel):
         max_length=64,
         description="Command within the stage; may be omitted for `run` and `search`.",
     )
-    args: dict[str, Any] = Field(
+    args: dict[str, ArgValue] = Field(
         default_factory=dict,
         description="Arguments by name, as `GET /cli/commands` lists them: booleans for "
-        "flags, lists for repeated options, positionals by name.",
+        "flags, lists for repeated options, positionals by name. Text must be valid "
+        "Unicode; each string has at most the server's ZYRA_MAX_ARG_LENGTH characters.",
     )
     mode: RunMode = RunMode.SYNC
     timeout_s: float | None = Field(
@@ -87,8 +107,10 @@ class RunResponse(BaseModel):
     stdout: str
     stderr: str
     exit_code: int
-    reason: str | None = Field(
-        None, description="Completed, Error, Timeout (exit 124) or Signaled (exit 128+N)."
+    reason: ExitReason | None = Field(
+        None,
+        description="Why it ended: Completed, Error, Timeout (exit 124), Signaled (exit 128+N), "
+        "DiskQuotaExceeded or LogLimitExceeded (exit 137), SandboxUnavailable (exit 126).",
     )
     duration_s: float
     outputs: list[OutputFile]
@@ -139,7 +161,7 @@ class JobView(BaseModel):
     """`GET /jobs/{id}`. Secret arguments (`x-zyra.secret`) are `***` to all but the owner."""
 
     job_id: str
-    status: str
+    status: JobStatus
     mode: RunMode
     stage: str
     command: str
@@ -152,7 +174,7 @@ class JobView(BaseModel):
         "and admin see the job; what `GET /jobs?owner=` filters on."
     )
     exit_code: int | None
-    reason: str | None
+    reason: ExitReason | None = Field(description="Why it ended (null while it runs).")
     progress: float
     stdout: str
     stderr: str
@@ -161,6 +183,11 @@ class JobView(BaseModel):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    outputs_expired_at: str | None = Field(
+        None,
+        description="When the outputs left storage (ZYRA_RESULT_TTL_S after they were "
+        "stored, or gone otherwise); `outputs` still lists them, downloads answer 410.",
+    )
 
     @classmethod
     def from_record(cls, record: JobRecord) -> JobView:
@@ -175,7 +202,7 @@ class JobList(BaseModel):
 
 class CancelResponse(BaseModel):
     job_id: str
-    status: str
+    status: JobStatus
     cancelled: bool = Field(description="false when the job had already finished")
     message: str
 

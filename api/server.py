@@ -6,27 +6,30 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
 
-from api.backends.base import Backend
+from api.backends.base import Backend, RunnerReports
 from api.backends.local import LocalBackend
 from api.command_env import command_environment
 from api.errors import install_error_handlers
+from api.jobs.downloads import Downloads
 from api.jobs.redis_store import RedisJobStore
 from api.jobs.runner_credentials import CredentialKeeper, RedisJobUsers, RunnerCredentials
 from api.jobs.service import JobService
 from api.jobs.store import JobStore, SqliteJobStore
 from api.limits.admission import RequestLimits
-from api.limits.dispatcher import FairShareDispatcher
 from api.limits.errors import install_limit_error_handler
 from api.limits.fair_share import FairShareQueue, RedisFairShareQueue, SqliteFairShareQueue
 from api.limits.middleware import RateLimitMiddleware
 from api.limits.rates import RateLimiter
-from api.limits.sync_slots import RedisSyncRunSlots
+from api.limits.request_size import RequestBodyLimitMiddleware
+from api.limits.sync_slots import LocalSyncRunSlots, RedisSyncRunSlots, SyncRunSlots
+from api.method_not_allowed import install_method_not_allowed_handler
+from api.openapi import install_openapi
 from api.retention import RetentionCleaner
 from api.routers import cli, files, health, jobs, stream
 from api.security.api_keys import ApiKeyRing
@@ -34,10 +37,13 @@ from api.security.authentication import Authenticator, install_auth_error_handle
 from api.security.log_redaction import install_log_redaction
 from api.security.oauth2 import TokenVerifier
 from api.settings import Settings
+from api.streams.follow import JobStreams
+from api.uploads import UploadService
 from runner.catalog import CommandCatalog, ExposurePolicy
 from runner.dependencies import DependencyUnavailableError
-from runner.events import RedisEventLog, SqliteEventLog
+from runner.events import EventLog, RedisEventLog, SqliteEventLog
 from runner.execute import CommandExecutor, Zygote
+from runner.quotas import MB
 from runner.sandbox import SandboxReport, make_non_dumpable
 from runner.storage import S3Storage, make_storage
 
@@ -77,7 +83,9 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
     events: RedisEventLog | SqliteEventLog
     redis_users = None
     if settings.redis_url:
-        store, events = RedisJobStore(settings.redis_url), RedisEventLog(settings.redis_url)
+        store = RedisJobStore(settings.redis_url)
+        # Its own expiry backs up the retention sweep (api/retention.py).
+        events = RedisEventLog(settings.redis_url, ttl_s=settings.event_ttl_s)
         redis_users = RedisJobUsers(settings.redis_url, events)
     else:
         store = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
@@ -94,7 +102,9 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
             storage.ensure_bucket()
         except Exception as exc:  # the operator may have created it without granting this
             log.warning("could not check or create bucket %s: %s", settings.s3_bucket, exc)
-    service = JobService(
+    runner_env = {**env, **settings.storage_env, "ZYRA_EVENT_DB": str(events_db)}
+    _warn_if_one_principal_takes_every_runner(settings)
+    return JobService(
         settings,
         catalog,
         store,
@@ -104,45 +114,44 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
         env,
         # Runners get credentials of their own job (runner/credentials.py), never ours.
         RunnerCredentials(redis_users, storage if isinstance(storage, S3Storage) else None),
+        backend=_backend(settings, runner_env, events),
+        fair_share_queue=_fair_share_queue(settings),
+        principal_sync_slots=_principal_sync_slots(settings),
     )
-    runner_env = {**env, **settings.storage_env, "ZYRA_EVENT_DB": str(events_db)}
+
+
+def _backend(
+    settings: Settings, runner_env: dict[str, str], events: EventLog
+) -> Callable[[RunnerReports], Backend]:
+    """What builds the backend of ZYRA_BACKEND, once the service it reports to exists."""
     if settings.backend == "kubernetes":
-        service.backend = _kubernetes_backend(settings, service)
-    else:
-        service.backend = LocalBackend(
-            settings.work_dir,
-            runner_env,
-            service.on_runner_started,
-            service.on_runner_exit,
-            settings.kill_grace_s,
-            settings.local_max_running,
-            credentials=service.runner_credentials,
-        )
-    _share_fairly(settings, service)
-    return service
-
-
-def _share_fairly(settings: Settings, service: JobService) -> None:
-    """Per-principal caps (api/limits): sync runs executing, async jobs at the backend;
-    kept in Redis when there is one, so they hold across API processes."""
-    assert service.backend is not None
-    queue: FairShareQueue
-    if settings.redis_url:
-        queue = RedisFairShareQueue(settings.redis_url)
-        service.principal_sync_slots = RedisSyncRunSlots(
-            settings.redis_url, settings.max_sync_runs_per_principal
-        )
-    else:
-        queue = SqliteFairShareQueue(settings.data_dir / "fair_share.sqlite3")
-    cap = settings.max_running_jobs_per_principal
-    service.fair_share = FairShareDispatcher(
-        queue,
-        cap,
-        service.backend.dispatch_group,
-        service.launch_claimed,
-        service.has_ended,
-        settings.fair_share_dispatch_interval_s,
+        return lambda reports: _kubernetes_backend(settings, reports, events)
+    return lambda reports: LocalBackend(
+        settings.work_dir,
+        runner_env,
+        reports,
+        settings.kill_grace_s,
+        settings.local_max_running,
     )
+
+
+def _fair_share_queue(settings: Settings) -> FairShareQueue:
+    """Where each principal's async jobs wait for room under its cap (api/limits); in
+    Redis when there is one, so that the caps hold across API processes."""
+    if settings.redis_url:
+        return RedisFairShareQueue(settings.redis_url)
+    return SqliteFairShareQueue(settings.data_dir / "fair_share.sqlite3")
+
+
+def _principal_sync_slots(settings: Settings) -> SyncRunSlots:
+    """Each principal's sync runs executing; in Redis too when there is one."""
+    if settings.redis_url:
+        return RedisSyncRunSlots(settings.redis_url, settings.max_sync_runs_per_principal)
+    return LocalSyncRunSlots(settings.max_sync_runs_per_principal)
+
+
+def _warn_if_one_principal_takes_every_runner(settings: Settings) -> None:
+    cap = settings.max_running_jobs_per_principal
     if settings.backend == "local" and not 0 < cap < settings.local_max_running:
         log.warning(
             "ZYRA_MAX_RUNNING_JOBS_PER_PRINCIPAL=%d and ZYRA_LOCAL_MAX_RUNNING=%d: one "
@@ -152,28 +161,20 @@ def _share_fairly(settings: Settings, service: JobService) -> None:
         )
 
 
-def _kubernetes_backend(settings: Settings, service: JobService) -> Backend:
+def _kubernetes_backend(settings: Settings, reports: RunnerReports, events: EventLog) -> Backend:
     from kubernetes import client, config
 
     from api.backends.kubernetes import KubernetesBackend
 
-    if settings.k8s_kubeconfig:
-        api_client = config.new_client_from_config(config_file=str(settings.k8s_kubeconfig))
+    if settings.k8s.kubeconfig:
+        api_client = config.new_client_from_config(config_file=str(settings.k8s.kubeconfig))
     else:
         config.load_incluster_config()
         api_client = client.ApiClient()
     plain = {**settings.k8s.plain_env, **{k: v for k, v in settings.storage_env.items()
                                           if k != "ZYRA_STORAGE_DIR"}}  # fmt: skip
-    return KubernetesBackend(
-        settings.k8s.model_copy(update={"plain_env": plain}),
-        api_client,
-        service.on_runner_started,
-        service.on_runner_exit,
-        settings.k8s_pull_failure_timeout_s,
-        events=service.events,
-        log_fallback_after_s=settings.k8s_log_fallback_after_s,
-        credentials=service.runner_credentials,
-    )
+    k8s = settings.k8s.model_copy(update={"plain_env": plain})
+    return KubernetesBackend(k8s, api_client, reports, events=events)
 
 
 def _make_private(settings: Settings, sandbox: SandboxReport) -> None:
@@ -225,6 +226,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for problem in zygote.sandbox.problems:
             log.warning("sandbox (%s): %s", settings.sandbox.value, problem)
         service = build_job_service(settings, catalog, zygote)
+        # Event streams wait on one watcher per process, and end on SIGTERM (api/streams).
+        app.state.streams = streams = JobStreams.start(service.events, service.store, settings)
+        service.events = streams.notifying(service.events)  # our appends wake readers at once
         app.state.sandbox = zygote.sandbox
         app.state.sync_executor = zygote
         app.state.settings = settings
@@ -243,9 +247,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         install_log_redaction()  # whatever server runs us: no ?api_key= in its logs
         app.state.job_service = service
         threading.Thread(target=_reconcile_until_done, args=(service,), daemon=True).start()
-        assert service.fair_share is not None
         service.fair_share.start()
-        cleaner = RetentionCleaner(service.storage, settings)
+        app.state.downloads = Downloads(service.get, service.store, service.storage, settings)
+        app.state.uploads = UploadService(
+            service.storage, settings.data_dir / "spool", settings.max_upload_mb * MB
+        )
+        cleaner = RetentionCleaner(settings, storage=service.storage, store=service.store,
+                                   events=service.events, backend=service.backend)  # fmt: skip
+        app.state.retention = cleaner
         cleaner.start()
         keeper = CredentialKeeper(service.sync_runner_users, settings.redis_acl_sync_s)
         if settings.redis_url:
@@ -253,10 +262,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await streams.close()
             service.fair_share.stop()
             keeper.stop()
             cleaner.stop()
-            assert service.backend is not None
             service.backend.close()
             await anyio.to_thread.run_sync(zygote.close)
 
@@ -269,7 +278,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_auth_error_handler(app)
     install_limit_error_handler(app)
+    install_method_not_allowed_handler(app)
+    app.add_middleware(RequestBodyLimitMiddleware)  # inside the rate limits: counted first
     app.add_middleware(RateLimitMiddleware)
     for router in (health.router, cli.router, jobs.router, files.router, stream.router):
         app.include_router(router)
+    install_openapi(app, settings)
     return app

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from api.backends.job_manifest import KubernetesJobSettings
-from api.limits.client_address import parse_networks
 from api.security.jwks import insecure_url_problem
 from api.security.oauth2 import ASYMMETRIC_ALGORITHMS, OAuth2Config
 from runner.catalog import DEFAULT_STAGES, STAGE_SOURCES
-from runner.outbound import OutboundPolicy
+from runner.outbound import OutboundPolicy, parse_networks
 from runner.quotas import MB, RunQuotas
 from runner.sandbox import SandboxMode, SandboxPolicy
 
@@ -29,6 +28,92 @@ def _split(value: object) -> object:
 
 # A list setting: comma-separated in the environment, blanks dropped.
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split)]
+
+
+class KubernetesSettings(BaseModel):
+    """The Kubernetes backend (ZYRA_BACKEND=kubernetes): how the API reaches the cluster
+    and how runner Jobs look. Each field is `ZYRA_K8S__<FIELD>`."""
+
+    kubeconfig: Path | None = Field(
+        None, description="kubeconfig file; unset: the pod's in-cluster service account."
+    )
+    pull_failure_timeout_s: float = Field(
+        120.0, gt=0, description="How long a runner may wait on its image before it fails."
+    )
+    log_fallback_after_s: float = Field(
+        5.0, gt=0, description="After this long without a runner's events, relay its pod log."
+    )
+    namespace: str = Field(
+        "default",
+        description="Namespace of the runner Jobs and their Secrets.",
+    )
+    image: str = Field(
+        "zyra-orchestrator-runner:latest",
+        description="Image of the runner container (`Dockerfile.runner`).",
+    )
+    image_pull_policy: str = Field(
+        "IfNotPresent",
+        description="`imagePullPolicy` of the runner container.",
+    )
+    runner_command: list[str] = Field(
+        default_factory=lambda: ["python", "-m", "runner"],
+        description="Command of the runner container.",
+    )
+    work_mount: str = Field("/work", description="Where the work emptyDir is mounted.")
+    service_account: str | None = Field(
+        None,
+        description=(
+            "ServiceAccount of runner pods (its token is never mounted); unset: the "
+            "namespace's default."
+        ),
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="`nodeSelector` of runner pods.",
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="`tolerations` of runner pods.",
+    )
+    requests: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "250m", "memory": "512Mi"},
+        description=(
+            "Resource requests of the runner container; a request's `resources` replace "
+            "them for its run."
+        ),
+    )
+    limits: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "2", "memory": "4Gi"},
+        description=(
+            "Resource limits of the runner container, and the most a request's "
+            "`resources` may ask (422 above)."
+        ),
+    )
+    ttl_after_finished_s: int = Field(
+        3600,
+        description=(
+            "`ttlSecondsAfterFinished` of a runner Job: Kubernetes deletes it, its pod "
+            "and its Secret this long after it finished."
+        ),
+    )
+    deadline_margin_s: int = Field(
+        60,
+        description=(
+            "Seconds added to a run's timeout for its Job's `activeDeadlineSeconds` "
+            "(start-up and upload time); past it the run fails with DeadlineExceeded."
+        ),
+    )
+    work_size_limit: str = Field(
+        "10Gi",
+        description="`sizeLimit` of a runner pod's work emptyDir.",
+    )
+    run_as_user: int = Field(
+        10001,
+        description="uid, gid and fsGroup of runner pods.",
+    )
+    plain_env: dict[str, str] = Field(
+        default_factory=dict, description="Non-secret runner settings (storage kind, bucket…)."
+    )
 
 
 class Settings(BaseSettings):
@@ -107,6 +192,13 @@ class Settings(BaseSettings):
         "(`kid`, as after a key rotation) makes a refetch at most this often.",
     )
 
+    @field_validator("run_memory_limit_mb")
+    @classmethod
+    def _enough_to_start(cls, value: int) -> int:
+        if 0 < value < 64:
+            raise ValueError("must be 0 (no limit) or at least 64: Python itself needs that")
+        return value
+
     @field_validator("oauth2_issuer", "oauth2_jwks_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -182,20 +274,39 @@ class Settings(BaseSettings):
     backend: Literal["local", "kubernetes"] = Field(
         "local", description="Where async runs execute."
     )
-    k8s: KubernetesJobSettings = Field(
-        default_factory=KubernetesJobSettings,
-        description="Runner Jobs with ZYRA_BACKEND=kubernetes: ZYRA_K8S__NAMESPACE, "
-        "ZYRA_K8S__IMAGE, ZYRA_K8S__DEADLINE_MARGIN_S, …",
+    k8s: KubernetesSettings = Field(
+        default_factory=KubernetesSettings,
+        description="The Kubernetes backend: ZYRA_K8S__NAMESPACE, ZYRA_K8S__IMAGE, "
+        "ZYRA_K8S__KUBECONFIG, ZYRA_K8S__DEADLINE_MARGIN_S, …",
     )
+    # Earlier names of three k8s fields, still read (ZYRA_K8S__<FIELD> wins); only
+    # `_flat_k8s_names` reads them.
     k8s_kubeconfig: Path | None = Field(
-        None, description="kubeconfig file; unset: the pod's in-cluster service account."
+        None, exclude=True, description="Earlier name of ZYRA_K8S__KUBECONFIG."
     )
-    k8s_pull_failure_timeout_s: float = Field(
-        120.0, gt=0, description="How long a runner may wait on its image before it fails."
+    k8s_pull_failure_timeout_s: float | None = Field(
+        None, gt=0, exclude=True, description="Earlier name of ZYRA_K8S__PULL_FAILURE_TIMEOUT_S."
     )
-    k8s_log_fallback_after_s: float = Field(
-        5.0, gt=0, description="After this long without a runner's events, relay its pod log."
+    k8s_log_fallback_after_s: float | None = Field(
+        None, gt=0, exclude=True, description="Earlier name of ZYRA_K8S__LOG_FALLBACK_AFTER_S."
     )
+
+    @model_validator(mode="after")
+    def _flat_k8s_names(self) -> Settings:
+        flat = {
+            "kubeconfig": self.k8s_kubeconfig,
+            "pull_failure_timeout_s": self.k8s_pull_failure_timeout_s,
+            "log_fallback_after_s": self.k8s_log_fallback_after_s,
+        }
+        update = {
+            name: value
+            for name, value in flat.items()
+            if value is not None and name not in self.k8s.model_fields_set
+        }
+        if update:
+            self.k8s = self.k8s.model_copy(update=update)
+        return self
+
     redis_url: str | None = Field(
         None, description="Redis for job records and event streams; unset: embedded store."
     )
@@ -225,9 +336,51 @@ class Settings(BaseSettings):
         False, description="Answer downloads with a redirect to a presigned URL."
     )
     max_upload_mb: int = Field(2048, ge=1, description="Largest upload accepted (413 above).")
+    max_request_body_mb: int = Field(
+        8,
+        ge=1,
+        description="Largest request body accepted on any route but `POST /upload` (which "
+        "has ZYRA_MAX_UPLOAD_MB): 413 above, refused as soon as it is declared or crosses it.",
+    )
+    max_arg_length: int = Field(
+        1 << 20,
+        ge=1,
+        description="Characters one string of a request's `args` may have (each item of a "
+        "list, each string of an inline pipeline): 422 naming the argument above.",
+    )
     upload_ttl_s: int = Field(7 * 86400, ge=60, description="Uploads are deleted after this.")
-    result_ttl_s: int = Field(7 * 86400, ge=60, description="Job outputs are deleted after this.")
-    cleanup_interval_s: int = Field(3600, ge=1, description="How often expired files go.")
+    result_ttl_s: int = Field(
+        7 * 86400,
+        ge=60,
+        description="Job outputs are deleted this long after they were stored; downloads "
+        "then answer 410 Gone.",
+    )
+    job_ttl_s: int = Field(
+        default_factory=lambda data: data.get("result_ttl_s", 7 * 86400),
+        ge=60,
+        description="A finished job (record, events, runner log, outputs) is deleted this "
+        "long after its `finished_at`; queued and running jobs never are. Default: "
+        "ZYRA_RESULT_TTL_S; never below it.",
+    )
+    cleanup_interval_s: int = Field(
+        3600, ge=1, description="How often expired uploads, outputs and jobs are deleted."
+    )
+
+    @model_validator(mode="after")
+    def _jobs_outlive_their_outputs(self) -> Settings:
+        if self.job_ttl_s < self.result_ttl_s:
+            raise ValueError(
+                f"ZYRA_JOB_TTL_S ({self.job_ttl_s}) is below ZYRA_RESULT_TTL_S "
+                f"({self.result_ttl_s}): a job's record must outlive its outputs, so that a "
+                "download can say they expired; raise ZYRA_JOB_TTL_S or lower ZYRA_RESULT_TTL_S"
+            )
+        return self
+
+    @property
+    def event_ttl_s(self) -> int:
+        """When a Redis event stream expires on its own after its last event: a backstop
+        for the retention sweep, and never under a job still running."""
+        return self.job_ttl_s + math.ceil(self.async_timeout_max_s)
 
     # --- what may run -------------------------------------------------------------------
     stages: CommaList = Field(
@@ -265,11 +418,16 @@ class Settings(BaseSettings):
     sync_concurrency: int = Field(
         8, ge=1, description="Sync runs executing at once per API process; others wait."
     )
-    run_memory_limit_mb: int | None = Field(
-        8192, ge=64, description="Address-space limit of one command (RLIMIT_AS); unset: none."
+    run_memory_limit_mb: int = Field(
+        8192,
+        ge=0,
+        description="Address-space limit of one command (RLIMIT_AS), in MiB; 0: none. "
+        "Below 64 Python itself cannot start.",
     )
-    run_file_size_limit_mb: int | None = Field(
-        8192, ge=1, description="Largest file one command may write (RLIMIT_FSIZE)."
+    run_file_size_limit_mb: int = Field(
+        8192,
+        ge=0,
+        description="Largest file one command may write (RLIMIT_FSIZE), in MiB; 0: none.",
     )
     run_env_passthrough: CommaList = Field(
         default_factory=lambda: ["PATH", "LANG", "LC_ALL", "TZ", "PROJ_DATA", "GDAL_DATA"],
@@ -281,17 +439,17 @@ class Settings(BaseSettings):
     max_log_bytes: int = Field(
         4 << 20, ge=1024, description="stdout/stderr kept per stream in a job record."
     )
-    run_max_log_mb: int | None = Field(
+    run_max_log_mb: int = Field(
         32,
-        ge=1,
+        ge=0,
         description="Text one command may print (stdout and stderr together); "
-        "beyond it the job fails with LogLimitExceeded. Unset: no limit.",
+        "beyond it the job fails with LogLimitExceeded. 0: no limit.",
     )
-    run_max_disk_mb: int | None = Field(
+    run_max_disk_mb: int = Field(
         8192,
-        ge=1,
+        ge=0,
         description="Disk one command may fill (its folders and binary stdout); "
-        "beyond it the job fails with DiskQuotaExceeded. Unset: no limit.",
+        "beyond it the job fails with DiskQuotaExceeded. 0: no limit.",
     )
 
     # --- confinement (docs/security.md) -------------------------------------------------
@@ -378,6 +536,19 @@ class Settings(BaseSettings):
         "later jobs wait `queued`, in order, without holding back other principals. "
         "0: no cap.",
     )
+    max_streams: int = Field(
+        500,
+        ge=0,
+        description="Event streams (SSE and WebSocket together) one API process keeps open "
+        "at once; one more gets 503 with Retry-After (a WebSocket: close 1013). Each holds "
+        "a socket: keep it under the process's open-file limit. 0: no limit.",
+    )
+    max_streams_per_principal: int = Field(
+        50,
+        ge=0,
+        description="Event streams one principal may have open at once in one API process; "
+        "one more gets 503 with Retry-After (a WebSocket: close 1013). 0: no limit.",
+    )
     fair_share_dispatch_interval_s: float = Field(
         2.0,
         gt=0,
@@ -435,7 +606,7 @@ class Settings(BaseSettings):
     def private_paths(self) -> list[Path]:
         """What no command may ever read: stores, keys, credentials."""
         paths = [self.data_dir, self.work_dir, self.local_storage_dir]  # work: other jobs'
-        paths += [p for p in (self.api_keys_file, self.k8s_kubeconfig) if p is not None]
+        paths += [p for p in (self.api_keys_file, self.k8s.kubeconfig) if p is not None]
         return paths
 
     @property

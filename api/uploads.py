@@ -1,4 +1,5 @@
-"""A multipart upload streamed to a file on disk as it arrives, hashed on the way.
+"""`POST /upload`: a multipart body streamed to a spool file as it arrives, hashed on
+the way, then stored with its metadata (`UploadService.receive`).
 
 FastAPI's `UploadFile` would parse the whole body before the handler runs; here
 the body is fed chunk by chunk to python-multipart's push parser, so memory
@@ -9,18 +10,104 @@ it crosses it.
 from __future__ import annotations
 
 import hashlib
+import uuid
+from collections.abc import AsyncIterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from api.request_errors import FieldProblem, InvalidRequestError
+from api.security.principals import Principal
+from runner.inputs import UploadMeta, upload_key, upload_meta_key
+from runner.quotas import MB
+from runner.storage import Storage
+
 FIELD = "file"
+FRAMING_ALLOWANCE = MB  # a declared length may exceed the limit by the multipart framing
 
 
 class UploadTooLargeError(ValueError):
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, message: str | None = None) -> None:
         self.limit = limit
-        super().__init__(f"upload exceeds the limit of {limit} bytes")
+        super().__init__(message or f"upload exceeds the limit of {limit} bytes")
+
+    @classmethod
+    def declared(cls, limit: int) -> UploadTooLargeError:
+        """Refused on its Content-Length, before any of it is read."""
+        return cls(limit, f"uploads are limited to {limit} bytes")
+
+
+class MalformedUploadError(ValueError):
+    """A body the multipart parser could not read."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"malformed multipart body: {cause}")
+
+
+class MissingFileError(InvalidRequestError):
+    """Not multipart/form-data, or without the field `file`."""
+
+    def __init__(self) -> None:
+        why = f"send the file as multipart/form-data in the field {FIELD!r}"
+        super().__init__(why, [FieldProblem(loc=["body", FIELD], type="missing", msg=why)])
+
+
+class UploadService:
+    """Receives uploads into `spool` (a folder on this machine), then puts them in
+    `storage` under their new file id, refusing those over `limit` bytes."""
+
+    def __init__(self, storage: Storage, spool: Path, limit: int) -> None:
+        self.storage, self.spool, self.limit = storage, spool, limit
+
+    async def receive(
+        self,
+        body: AsyncIterable[bytes],
+        content_type: str,
+        content_length: str | None,
+        principal: Principal,
+    ) -> UploadMeta:
+        """Store the part `file` of a multipart `body`, owned by `principal`. Raises
+        MissingFileError, UploadTooLargeError (on the declared length before reading),
+        MalformedUploadError, and DependencyUnavailableError while storage is down."""
+        boundary = boundary_of(content_type)
+        if boundary is None:
+            raise MissingFileError()
+        declared = int(content_length) if content_length and content_length.isdigit() else 0
+        if declared > self.limit + FRAMING_ALLOWANCE:
+            raise UploadTooLargeError.declared(self.limit)
+        file_id = uuid.uuid4().hex
+        self.spool.mkdir(parents=True, exist_ok=True)
+        spooled = self.spool / file_id
+        receiver = MultipartFileReceiver(boundary, spooled, self.limit)
+        try:
+            try:
+                async for chunk in body:
+                    receiver.feed(chunk)
+                receiver.finish()
+            except UploadTooLargeError:
+                raise
+            except Exception as exc:  # a malformed body is the client's problem
+                raise MalformedUploadError(exc) from exc
+            if not receiver.received_file:
+                raise MissingFileError()
+            meta = UploadMeta(
+                file_id=file_id,
+                filename=receiver.filename or "upload",
+                size=receiver.size,
+                sha256=receiver.sha256.hexdigest(),
+                created_at=datetime.now(UTC),
+                owner=principal.id,
+            )
+            await anyio.to_thread.run_sync(self.storage.put_file, upload_key(file_id), spooled)
+            await anyio.to_thread.run_sync(
+                self.storage.put_bytes, upload_meta_key(file_id), meta.model_dump_json().encode()
+            )
+            return meta
+        finally:
+            receiver.abort()  # the spool file goes, whatever happened (storage moved it)
 
 
 class MultipartFileReceiver:

@@ -6,4 +6,5 @@
 - sync_slots.py: a cap on one principal's sync runs executing at once;
 - fair_share.py, dispatcher.py: a cap on one principal's async jobs at the backend,
   the rest waiting in its own queue.
+- request_size.py: what one request may carry (its body, each string of its `args`).
 """

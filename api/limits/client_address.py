@@ -11,20 +11,11 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from runner.outbound import parse_networks
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPV6_CLIENT_PREFIX = 64  # one client (a home, a VM) usually holds a whole /64
-
-
-def parse_networks(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """`10.0.0.0/8`, `192.168.1.7`, `fd00::/8`; ValueError naming a bad entry."""
-    networks = []
-    for entry in entries:
-        try:
-            networks.append(ipaddress.ip_network(entry.strip()))
-        except ValueError as exc:
-            raise ValueError(f"{entry!r} is not an address or CIDR ({exc})") from None
-    return tuple(networks)
 
 
 def parse_address(text: str) -> IPAddress | None:

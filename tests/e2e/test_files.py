@@ -201,4 +201,4 @@ def test_an_upload_gone_before_the_run_fails_clearly(api: ApiServer, inputs: Pat
         assert "no longer stored" in r.json()["detail"][0]["msg"]
         job = wait_finished(client, submit(client, "render", "heatmap", args))
         assert (job["status"], job["reason"], job["exit_code"]) == ("failed", "InputMissing", 1)
-        assert "no longer in storage" in job["stderr"]
+        assert "no longer stored" in job["stderr"]

@@ -161,7 +161,7 @@ def test_kubernetes_backend_runs_the_workers_asked_for(
         tmp_path,
         ZYRA_BACKEND="kubernetes",
         ZYRA_REDIS_URL=redis_server.url,
-        ZYRA_K8S_KUBECONFIG=str(kubeconfig),
+        ZYRA_K8S__KUBECONFIG=str(kubeconfig),
         ZYRA_GUNICORN_WORKERS="3",
         **s3_server.api_env("gunicorn-workers"),
     )

@@ -119,6 +119,15 @@ def test_a_sync_heatmap_is_byte_identical_to_a_direct_run(
     assert hashlib.sha256(png).hexdigest() == body["outputs"][0]["sha256"]
 
 
+def test_an_argument_longer_than_a_socket_packet_reaches_the_command(
+    client: httpx.Client, inputs: Path
+) -> None:
+    pattern = "no-such-variable-" + "x" * 300_000  # a packet holds about 208 KiB
+    args = {"file_or_url": str(inputs / "t2m.grib2"), "pattern": pattern}
+    body = run(client, "process", "extract-variable", args)
+    assert body["exit_code"] == 2 and f"Variable not found: {pattern}" in body["stderr"]
+
+
 def test_commands_run_in_the_executor_without_the_apis_secrets(
     api: ApiServer, executor: SyncExecutor, client: httpx.Client, silent_server: str, shared: Path
 ) -> None:

@@ -264,7 +264,13 @@ def test_commands_see_no_api_secrets_and_the_api_keeps_its_cwd(
     with hanging_command(api, client, silent_server, timeout_s=3) as (pid, pending):
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         live_env = dict(e.split(b"=", 1) for e in environ if b"=" in e)
-        command_cwd = os.readlink(f"/proc/{pid}/cwd")
+        # Seen at once, the process may still be the template's fresh fork: wait until
+        # it has moved into its job (it then hangs on the silent server).
+        deadline = time.monotonic() + 10
+        while (command_cwd := os.readlink(f"/proc/{pid}/cwd")) == "/" and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
         pending.result(timeout=30)
     # Neither the command's initial environment (inherited from the template
     # process) nor anything it could read names the API's keys.

@@ -37,7 +37,7 @@ def test_the_sandbox_policy_and_quotas_follow_the_settings(tmp_path: Path) -> No
         sandbox_tool_paths=[str(tmp_path / "tools")],
         sandbox="required",
         run_max_log_mb=3,
-        run_max_disk_mb=None,
+        run_max_disk_mb=0,
     )
     policy = settings.sandbox_policy
     assert policy.mode is SandboxMode.REQUIRED
@@ -50,3 +50,15 @@ def test_the_sandbox_policy_and_quotas_follow_the_settings(tmp_path: Path) -> No
 def test_an_unknown_sandbox_mode_is_refused_naming_the_choices() -> None:
     with pytest.raises(ValidationError, match="'required', 'best-effort' or 'off'"):
         Settings(sandbox="strict")
+
+
+def test_zero_turns_each_run_limit_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RUN_MAX_LOG_MB", "RUN_MAX_DISK_MB", "RUN_MEMORY_LIMIT_MB",
+                 "RUN_FILE_SIZE_LIMIT_MB"):  # fmt: skip
+        monkeypatch.setenv(f"ZYRA_{name}", "0")
+    settings = Settings()
+    assert (settings.run_quotas.log_bytes, settings.run_quotas.disk_bytes) == (None, None)
+    assert (settings.run_memory_limit_mb, settings.run_file_size_limit_mb) == (0, 0)
+    monkeypatch.setenv("ZYRA_RUN_MEMORY_LIMIT_MB", "10")  # too small to start Python
+    with pytest.raises(ValidationError, match="run_memory_limit_mb"):
+        Settings()

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
+
+from api.jobs.callbacks import callback_refusal
+from runner.execute import ExecutorUnavailableError
+from runner.inputs import upload_key
 
 PIPELINE = {"stages": [{"stage": "visualize", "command": "heatmap",
                         "args": {"input": "field.npy", "output": "map.png"}}]}  # fmt: skip
@@ -123,3 +129,107 @@ def test_resources_beyond_the_limits_or_malformed_are_422(
     [problem] = r.json()["detail"]
     assert problem["loc"][:3] == ["body", "resources", field]
     assert text in problem["msg"]
+
+
+# --- the exact bytes of each refusal: what clients parse today stays as it is ------------
+
+
+def rendered(content: object) -> bytes:
+    """The body as the service writes it (compact JSON, keys in the order written)."""
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_unknown_stage_answer_is_exactly_msg_field_valid(app_client: TestClient) -> None:
+    r = app_client.post("/cli/run", json={"stage": "paint", "command": "x", "args": {}})
+    valid = r.json()["detail"]["valid"]
+    assert "visualize" in valid
+    msg = f"unknown stage 'paint'; valid stages: {', '.join(valid)}"
+    assert (r.status_code, r.content) == (
+        404,
+        rendered({"detail": {"msg": msg, "field": "stage", "valid": valid}}),
+    )
+
+
+def test_unknown_command_answer_is_exactly_msg_field_valid(app_client: TestClient) -> None:
+    r = app_client.post("/cli/run", json={"stage": "render", "command": "sculpt", "args": {}})
+    detail = r.json()["detail"]
+    assert "heatmap" in detail["valid"] and "sculpt" in detail["msg"]
+    assert (r.status_code, r.content) == (
+        404,
+        rendered({"detail": {"msg": detail["msg"], "field": "command", "valid": detail["valid"]}}),
+    )
+
+
+def test_bad_argument_answers_list_loc_msg_type_input(app_client: TestClient) -> None:
+    r = app_client.post(
+        "/cli/run", json={"stage": "visualize", "command": "heatmap", "args": {"width": "wide"}}
+    )
+    [problem] = r.json()["detail"]
+    assert problem["loc"] == ["body", "args", "width"] and problem["input"] == "wide"
+    in_order = {key: problem[key] for key in ("loc", "msg", "type", "input")}
+    assert (r.status_code, r.content) == (422, rendered({"detail": [in_order]}))
+
+
+def test_timeout_answer_is_exactly_loc_msg_type_input(app_client: TestClient) -> None:
+    r = app_client.post(
+        "/cli/run", json={"stage": "run", "args": {"config": PIPELINE}, "timeout_s": 31}
+    )
+    problem = {"loc": ["body", "timeout_s"], "msg": "timeout_s may be at most 30 seconds; got 31",
+               "type": "less_than_equal", "input": 31.0}  # fmt: skip
+    assert (r.status_code, r.content) == (422, rendered({"detail": [problem]}))
+
+
+def test_resources_answer_is_exactly_loc_type_msg(app_client: TestClient) -> None:
+    r = app_client.post(
+        "/cli/run",
+        json={"stage": "run", "args": {"config": PIPELINE}, "mode": "async",
+              "resources": {"memory": "100Gi", "cpu": "64"}},
+    )  # fmt: skip
+    problems = [
+        {"loc": ["body", "resources", name], "type": "less_than_equal",
+         "msg": f"{name} may be at most {limit}"}
+        for name, limit in (("cpu", "2"), ("memory", "4Gi"))
+    ]  # fmt: skip
+    assert (r.status_code, r.content) == (422, rendered({"detail": problems}))
+
+
+def test_refused_callback_answer_is_exactly_loc_msg_type_input(app_client: TestClient) -> None:
+    hook = "http://127.0.0.1:9/hook"
+    r = app_client.post(
+        "/cli/run",
+        json={"stage": "run", "args": {"config": PIPELINE}, "mode": "async",
+              "callback_url": hook},
+    )  # fmt: skip
+    why = callback_refusal(hook, app_client.app.state.job_service.outbound)
+    assert why and "127.0.0.1" in why
+    problem = {"loc": ["body", "callback_url"], "msg": why, "type": "url", "input": hook}
+    assert (r.status_code, r.content) == (422, rendered({"detail": [problem]}))
+
+
+def test_an_upload_gone_before_the_run_answers_exactly_loc_type_msg(
+    app_client: TestClient,
+) -> None:
+    file_id = app_client.post("/upload", files={"file": ("f.npy", b"\x93NUMPY")}).json()["file_id"]
+    storage = app_client.app.state.job_service.storage
+    (storage.root / upload_key(file_id)).unlink()  # its metadata stays: the run is accepted
+    r = app_client.post(
+        "/cli/run",
+        json={"stage": "visualize", "command": "heatmap",
+              "args": {"input": f"file_id:{file_id}", "output": "map.png"}},
+    )  # fmt: skip
+    [problem] = r.json()["detail"]
+    assert file_id in problem["msg"]
+    gone = {"loc": ["body", "args"], "type": "file_ref", "msg": problem["msg"]}
+    assert (r.status_code, r.content) == (422, rendered({"detail": [gone]}))
+
+
+def test_an_executor_that_is_down_answers_503_naming_it(
+    app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*_args: object, **_kwargs: object) -> None:
+        raise ExecutorUnavailableError("restarting")
+
+    monkeypatch.setattr(app_client.app.state.job_service.executor, "run", down)
+    r = app_client.post("/cli/run", json={"stage": "run", "args": {"config": PIPELINE}})
+    body = {"detail": "sync executor is unavailable: restarting", "dependency": "sync executor"}
+    assert (r.status_code, r.headers["retry-after"], r.content) == (503, "5", rendered(body))
