@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from api.backends.job_manifest import RunResources, labels_for
+from api.backends.job_manifest import labels_for
+from api.resources import RunResources
 from api.security.oauth2 import ASYMMETRIC_ALGORITHMS
 from api.settings import Settings
 from runner.catalog import STAGE_SOURCES
@@ -328,3 +329,19 @@ def test_chart_and_manifest_yaml_files_pass_yamllint() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_request_stream_and_retention_limits_are_chart_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sets = {"config.maxRequestBodyMb": 2, "config.maxArgLength": 4096, "config.maxStreams": 40,
+            "config.maxStreamsPerPrincipal": 4, "config.jobTtlSeconds": 1209600}  # fmt: skip
+    env = render(sets=sets).api_env(lambda var: "redis://x" if "REDIS" in var else "x")
+    for name in [n for n in os.environ if n.startswith("ZYRA_")]:
+        monkeypatch.delenv(name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    s = Settings()
+    assert (s.max_request_body_mb, s.max_arg_length, s.max_streams,
+            s.max_streams_per_principal, s.job_ttl_s) == (2, 4096, 40, 4, 1209600)  # fmt: skip
+    assert "ZYRA_JOB_TTL_S" not in render().api_env(lambda var: "x"), "unset: as result ttl"
