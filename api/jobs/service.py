@@ -358,8 +358,9 @@ class JobService:
         return final
 
     def _settle_abandoned(self, job_id: str, exc: BaseException) -> None:
-        """A sync job whose request failed before its end: failed, reason Lost, saying
-        why (a no-op once it has ended)."""
+        """A job whose request failed before its end (a sync run's, or an async job's
+        before it was queued): failed, reason Lost, saying why (a no-op once it has
+        ended)."""
         if self.has_ended(job_id):
             return
         why = f"{exc}" if isinstance(exc, ExecutorUnavailableError) else type(exc).__name__
@@ -392,9 +393,14 @@ class JobService:
         """Record the job, then hand it to the backend; returns at once."""
         record = self._new_record(prepared, RunMode.ASYNC, principal, callback_url)
         self.store.save(record)
-        self._announce(record.job_id)
-        spec = self._spec(record, prepared)
-        self.fair_share.submit(record.owner, record.job_id, spec)  # now, or in its turn
+        try:
+            self._announce(record.job_id)
+            spec = self._spec(record, prepared)
+            self.fair_share.submit(record.owner, record.job_id, spec)  # now, or in its turn
+        except BaseException as exc:  # the client gets an error: no job may wait for ever
+            with contextlib.suppress(DependencyUnavailableError):
+                self._settle_abandoned(record.job_id, exc)
+            raise
         return record
 
     def launch_claimed(self, job_id: str, spec: JobSpec) -> bool:

@@ -1,4 +1,4 @@
-"""A sync run's record is settled whatever fails between its creation and the answer."""
+"""A request's job is settled whatever fails between its record and the answer."""
 
 from __future__ import annotations
 
@@ -81,3 +81,16 @@ def test_a_sync_job_has_the_event_history_of_any_job(client: TestClient) -> None
 
 def _status(line: str) -> str | None:
     return json.loads(line.removeprefix("data: ")).get("status")
+
+
+def test_an_async_job_that_could_not_be_queued_is_failed_not_left_queued(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError("queue broken")
+
+    monkeypatch.setattr(client.app.state.job_service.fair_share, "submit", refuse)
+    assert client.post("/cli/run", json={**client.heatmap, "mode": "async"}).status_code == 500
+    job = _only_job(client)
+    assert (job["status"], job["reason"]) == ("failed", "Lost")
+    assert "RuntimeError" in job["stderr"]
