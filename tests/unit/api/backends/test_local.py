@@ -9,28 +9,9 @@ from typing import Any
 
 from api.backends.base import RunnerExit, RunnerJob
 from api.backends.local import LocalBackend
-from runner.credentials import JobCredentials
 from runner.lifecycle import ExitReason
 from runner.spec import JobSpec
-
-JOB_ID = "0123456789abcdef0123456789abcdef"
-
-
-class Reports:
-    """What the job service hears from a backend."""
-
-    def __init__(self) -> None:
-        self.started: list[tuple[str, dict[str, Any]]] = []
-        self.exits: list[tuple[str, RunnerExit]] = []
-
-    def on_runner_started(self, job_id: str, handle: dict[str, Any]) -> None:
-        self.started.append((job_id, handle))
-
-    def on_runner_exit(self, job_id: str, observed: RunnerExit) -> None:
-        self.exits.append((job_id, observed))
-
-    def runner_credentials(self, spec: JobSpec) -> JobCredentials | None:
-        return None
+from tests.unit.api.backends.reports import JOB_ID, Reports
 
 
 def backend(tmp_path: Path, reports: Reports, max_running: int = 0) -> LocalBackend:

@@ -12,27 +12,10 @@ from kubernetes import client
 
 from api.backends.base import RunnerExit
 from api.backends.pod_watch import PodWatcher, container_reason
-from runner.credentials import JobCredentials
 from runner.lifecycle import ExitReason
-from runner.spec import JobSpec
+from tests.unit.api.backends.reports import JOB_ID, Reports
 
-JOB_ID = "0123456789abcdef0123456789abcdef"
 NAMESPACE = "zyra"
-
-
-class Reports:
-    def __init__(self) -> None:
-        self.started: list[tuple[str, dict[str, Any]]] = []
-        self.exits: list[tuple[str, RunnerExit]] = []
-
-    def on_runner_started(self, job_id: str, handle: dict[str, Any]) -> None:
-        self.started.append((job_id, handle))
-
-    def on_runner_exit(self, job_id: str, observed: RunnerExit) -> None:
-        self.exits.append((job_id, observed))
-
-    def runner_credentials(self, spec: JobSpec) -> JobCredentials | None:
-        return None
 
 
 class Batch:
