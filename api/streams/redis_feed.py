@@ -23,6 +23,7 @@ log = logging.getLogger("zyra.streams")
 BLOCK_S = 10.0  # an idle XREAD returns this often (nothing else happens then)
 BATCH = 100  # entries per stream and call: only their ids matter here
 MAX_BACKOFF_S = 30.0
+CANCEL_WAIT_S = 0.5  # how long an abandoned XREAD is given to end
 
 
 class RedisEventFeed:
@@ -94,7 +95,15 @@ class RedisEventFeed:
         finally:
             new_job.cancel()
             if not read.done():
-                read.cancel()
-                with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                    await read
-        return None if read.cancelled() else read.result()
+                read.cancel()  # redis-py then drops its connection
+                read.add_done_callback(_consume)
+                # Seen from a feed being stopped, the cancel may take effect only when the
+                # block ends: a shutdown must not wait for that.
+                await asyncio.wait({read}, timeout=CANCEL_WAIT_S)
+        return read.result() if read.done() and not read.cancelled() else None
+
+
+def _consume(done: asyncio.Future) -> None:
+    """Retrieve an abandoned XREAD's outcome, so that none is reported as unread."""
+    if not done.cancelled():
+        done.exception()

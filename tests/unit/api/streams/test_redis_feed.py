@@ -113,3 +113,23 @@ def test_readers_wake_when_redis_goes_away(own_redis: RedisServer) -> None:
             await feed.stop()
 
     asyncio.run(scenario())
+
+
+def test_stopping_the_feed_while_it_blocks_is_prompt(redis_server: RedisServer) -> None:
+    """A shutdown does not wait out the XREAD block (10 s) the feed has just issued."""
+    url = redis_server.url[:-1] + "3"
+    log = RedisEventLog(url, prefix=f"t{time.time_ns()}")
+
+    async def scenario() -> float:
+        watch = JobWatch()
+        watch.bind(asyncio.get_running_loop())
+        feed = feed_for(url, log, watch)
+        feed.start()
+        with watch.following("a", 0) as reader:
+            await asyncio.to_thread(log.append, "a", stdout="line\n")
+            assert await woken(reader, 2.0)  # the feed has gone round: blocked again
+        started = time.monotonic()
+        await feed.stop()
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 2
