@@ -425,7 +425,9 @@ def assert_stops_promptly_closing_streams(
         time.sleep(0.05)
     assert followers.sse_ended_cleanly.wait(5), followers.sse_error
     [closed] = followers.ws
-    assert (closed.code, closed.messages) == (1001, [])
+    # A close frame saying the server goes away: ours (1001), or uvicorn's own (1012)
+    # when its shutdown reaches the socket first on a loaded machine.
+    assert (closed.code in (1001, 1012), closed.messages) == (True, []), closed
 
 
 def test_sigterm_ends_open_streams_and_the_api_exits_at_once(tmp_path, inputs) -> None:
