@@ -5,26 +5,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
 from runner.events import EventLog, RedisEventLog, RunnerResult, SqliteEventLog
 from tests.services import RedisServer
 
 RESULT = RunnerResult(exit_code=0, reason="Completed", duration_s=1.0, outputs=[])
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def log(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
-) -> Iterator[EventLog]:
-    if request.param == "sqlite":
-        yield SqliteEventLog(tmp_path / "events.sqlite3")
-    else:
-        yield RedisEventLog(redis_server.url[:-1] + "3", prefix=f"t{time.time_ns()}")
 
 
 def test_a_forgotten_job_has_no_events_nor_result_and_others_keep_theirs(log: EventLog) -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,21 +12,10 @@ from runner.events import (
     EventLog,
     RedisEventLog,
     RunnerResult,
-    SqliteEventLog,
 )
 from runner.lifecycle import ExitReason, JobStatus
 from runner.outputs import OutputFile
-from tests.services import RedisServer, free_port
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def log(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
-) -> Iterator[EventLog]:
-    if request.param == "sqlite":
-        yield SqliteEventLog(tmp_path / "events.sqlite3")
-    else:
-        yield RedisEventLog(redis_server.url[:-1] + "3", prefix=f"t{time.time_ns()}")
+from tests.services import free_port
 
 
 def test_seq_counts_from_one_per_job(log: EventLog) -> None:

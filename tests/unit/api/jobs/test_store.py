@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import redis
 
 from api.jobs.records import JobRecord, RunMode
@@ -32,16 +30,6 @@ def record(
     return JobRecord(job_id=job_id, status=status, mode=RunMode.SYNC, stage="visualize",
                      command="heatmap", args={}, submitted_by=submitted_by, owner=owner,
                      created_at=at or datetime.now(UTC))  # fmt: skip
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
-) -> Iterator[JobStore]:
-    if request.param == "sqlite":
-        yield SqliteJobStore(tmp_path / "jobs.sqlite3")
-    else:
-        yield RedisJobStore(redis_server.url, prefix=f"t{uuid.uuid4().hex}")
 
 
 def all_pages(store: JobStore, flt: JobFilter, limit: int) -> list[str]:

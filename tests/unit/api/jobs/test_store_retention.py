@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import redis
 
 from api.jobs.records import JobRecord, JobStatus, RunMode
@@ -35,16 +33,6 @@ def record(
 
 def ids(n: int, tag: str) -> list[str]:
     return [f"{tag}{i:031x}" for i in range(n)]
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
-) -> Iterator[JobStore]:
-    if request.param == "sqlite":
-        yield SqliteJobStore(tmp_path / "jobs.sqlite3")
-    else:
-        yield RedisJobStore(redis_server.url, prefix=f"t{uuid.uuid4().hex}")
 
 
 def test_only_terminal_jobs_finished_before_the_cutoff_are_expired(store: JobStore) -> None:
