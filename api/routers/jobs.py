@@ -16,11 +16,11 @@ from api.jobs.records import JobRecord
 from api.jobs.service import JobService
 from api.jobs.store import CURSOR_PATTERN, JobFilter
 from api.request_errors import UnknownJobError
-from api.responses import AUTHENTICATED, ErrorResponse, not_found
+from api.responses import AUTHENTICATED, RETRY_AFTER, ErrorResponse, not_found
 from api.schemas import CancelResponse, JobList, JobView
 from api.security.principals import Principal
 from api.streams.follow import resume_point
-from api.streams.slots import RETRY_AFTER, StreamRefusedError, StreamRefusedResponse
+from api.streams.slots import StreamRefusedError, StreamRefusedResponse
 from api.streams.sse import EventStreamResponse
 from runner.lifecycle import JobStatus
 

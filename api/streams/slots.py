@@ -14,13 +14,6 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 RETRY_AFTER_S = 5  # a stream frees its slot when its job ends or its client leaves
-RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds to wait before retrying",
-        "required": True,
-        "schema": {"type": "integer"},
-    }
-}
 
 
 class StreamRefusedResponse(BaseModel):
