@@ -12,6 +12,7 @@ the command, so they are dropped; PIP_CACHE_DIR from this environment plays the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockerfile_parse import DockerfileParser
+
+from tests.deploy.layer_cache import LayerCache, tree_digest
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE_API = REPO / "Dockerfile.api"
@@ -328,6 +331,7 @@ class StepTiming:
     line: int
     text: str
     seconds: float
+    cached: bool = False  # put back from the layer cache, not run
 
 
 @dataclass
@@ -343,6 +347,8 @@ class Replay:
     timings: list[StepTiming] = field(default_factory=list)
     skipped: list[Instruction] = field(default_factory=list)  # RUNs that administer the OS
     done: list[str | None] = field(default_factory=list)  # stages replayed
+    cache: LayerCache | None = None  # RUNs with unchanged inputs are put back, not run
+    key: str = ""  # what the layers so far were made from (Docker's build cache key)
 
     def __post_init__(self) -> None:
         shim = self.rootfs.parent / "base-image-bin"
@@ -375,13 +381,24 @@ class Replay:
                 self._run(stage)
                 self.done.append(stage.name)
 
+    @property
+    def outputs(self) -> list[Path]:
+        """What a RUN may change: the rootfs and the folders absolute build args name."""
+        return [self.rootfs, *(Path(v) for v in self.build_args.values() if os.path.isabs(v))]
+
+    def _chain_key(self, *parts: object) -> None:
+        self.key = hashlib.sha256(json.dumps([self.key, *parts], default=str).encode()).hexdigest()
+
     def _run(self, stage: Stage) -> None:
-        if stage.base not in self.dockerfile.stage_names:  # a fresh base image
-            self.env, self.workdir = {}, "/"
         args = dict(self.dockerfile.global_args) | self.build_args
+        if stage.base not in self.dockerfile.stage_names:  # a fresh base image
+            self.env, self.workdir, self.key = {}, "/", ""
+            base = self.dockerfile.base_image(stage, self.build_args)
+            self._chain_key("FROM", base, sys.version, sys._base_executable, self.outputs)  # type: ignore[attr-defined]
         scope: dict[str, str] = {}
         for insn in stage.instructions:
             values = {**self.base_env, **scope, **self.env}
+            copied: list[str] = []
             if insn.name == "ARG":
                 scope.update(resolve_args(insn.value, args))
             elif insn.name == "ENV":
@@ -390,17 +407,21 @@ class Replay:
                 self.workdir = self._absolute(substitute(insn.value.strip(), values))
                 self.host_path(self.workdir).mkdir(parents=True, exist_ok=True)
             elif insn.name == "COPY":
-                self._copy(insn, values)
-            elif insn.name == "RUN":
-                self._shell(insn, {**self.base_env, **scope, **self.env})
+                copied = [tree_digest(source) for source in self._copy(insn, values)]
+            env = {**self.base_env, **scope, **self.env}
+            self._chain_key(insn.name, insn.value, env, self.workdir, copied)
+            if insn.name == "RUN":
+                self._shell(insn, env)
 
-    def _copy(self, insn: Instruction, values: Mapping[str, str]) -> None:
+    def _copy(self, insn: Instruction, values: Mapping[str, str]) -> list[Path]:
         flags, rest = insn.split_flags()
         assert "from" not in flags, f"line {insn.line}: COPY --from in a replayed stage"
         *sources, dest = shlex.split(substitute(rest, values))
         target = self.host_path(self._absolute(dest))
+        origins = []
         for source in sources:
             origin = self.context / source
+            origins.append(origin)
             if not origin.exists():
                 raise FileNotFoundError(
                     f"{self.dockerfile.path.name}:{insn.line}: COPY {source}: not in the "
@@ -414,6 +435,7 @@ class Replay:
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, target)
+        return origins
 
     def _shell(self, insn: Instruction, env: dict[str, str]) -> None:
         command = insn.command
@@ -425,7 +447,11 @@ class Replay:
             f"{self.dockerfile.path.name}:{insn.line}: RUN names absolute paths {absolute}; "
             "a replay would touch this machine (use an ARG such as $VENV)"
         )
+        family = f"{self.dockerfile.path.name}-L{insn.line}"
         started = time.monotonic()
+        if self.cache and self.cache.restore(family, self.key, self.outputs):
+            self.timings.append(StepTiming(insn.line, command, time.monotonic() - started, True))
+            return
         done = subprocess.run(
             ["sh", "-c", command],
             cwd=self.host_path(self.workdir),
@@ -433,9 +459,12 @@ class Replay:
             capture_output=True,
             text=True,
         )
-        self.timings.append(StepTiming(insn.line, command, time.monotonic() - started))
+        seconds = time.monotonic() - started
+        self.timings.append(StepTiming(insn.line, command, seconds))
         if done.returncode != 0:
             raise AssertionError(
                 f"{self.dockerfile.path.name}:{insn.line}: RUN exited with {done.returncode}\n"
                 f"$ {command}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
             )
+        if self.cache and seconds >= self.cache.min_seconds:
+            self.cache.keep(family, self.key, self.outputs)

@@ -36,6 +36,7 @@ from tests.deploy.dockerfiles import (
     resolve_args,
     substitute,
 )
+from tests.deploy.layer_cache import LayerCache, work_folder
 from tests.e2e.conftest import API_KEY
 from tests.e2e.gunicorn_server import start_gunicorn
 
@@ -341,18 +342,27 @@ class Built:
         )
 
 
-def replay(dockerfile: Dockerfile, stage: str, folder: Path) -> Built:
-    context = folder / "context"
-    copy_context(context)
-    venv = folder / "venv"
-    replayed = Replay(dockerfile, context, folder / "rootfs", {"VENV": str(venv)})
-    started = time.monotonic()
-    replayed.run_stage(stage)
-    return Built(dockerfile, replayed, venv, time.monotonic() - started)
+def replay(dockerfile: Dockerfile, stage: str) -> Iterator[Built]:
+    """The stage replayed, with the layer cache: a warm run puts the dependency layer
+    back (keyed by pyproject.toml, README.md, constraints.txt and the RUN line) and
+    runs the rest. The venv (about 1 GB) goes at the end."""
+    with work_folder(dockerfile.path.name) as folder:
+        context = folder / "context"
+        copy_context(context)
+        venv = folder / "venv"
+        replayed = Replay(
+            dockerfile, context, folder / "rootfs", {"VENV": str(venv)}, cache=LayerCache()
+        )
+        started = time.monotonic()
+        replayed.run_stage(stage)
+        yield Built(dockerfile, replayed, venv, time.monotonic() - started)
 
 
 def timings(built: Built) -> str:
-    return ", ".join(f"line {t.line}: {t.seconds:.0f}s" for t in built.replay.timings)
+    return ", ".join(
+        f"line {t.line}: {t.seconds:.0f}s{' (cached)' if t.cached else ''}"
+        for t in built.replay.timings
+    )
 
 
 # Replays install the whole stack with pip: minutes when pip's cache is cold.
@@ -360,17 +370,13 @@ SLOW = (pytest.mark.zyra, pytest.mark.timeout(1800))
 
 
 @pytest.fixture(scope="module")
-def runner_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    built = replay(RUNNER, "builder", tmp_path_factory.mktemp("runner-image"))
-    yield built
-    shutil.rmtree(built.venv, ignore_errors=True)  # about 1 GB
+def runner_build() -> Iterator[Built]:
+    yield from replay(RUNNER, "builder")
 
 
 @pytest.fixture(scope="module")
-def api_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    built = replay(API, "builder", tmp_path_factory.mktemp("api-image"))
-    yield built
-    shutil.rmtree(built.venv, ignore_errors=True)  # about 1 GB
+def api_build() -> Iterator[Built]:
+    yield from replay(API, "builder")
 
 
 @pytest.fixture(scope="module")
