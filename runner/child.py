@@ -142,7 +142,7 @@ def _per_run_state() -> None:
 
 def run_zyra(argv: list[str]) -> int:
     """Run Zyra's CLI in this process; the exit code a `zyra` process would have."""
-    from zyra.cli import main
+    from runner.zyra_parsers import main
 
     _reset_logging()
     sys.argv = ["zyra", *argv]

@@ -40,6 +40,7 @@ caller's environment and gives no way to hand a child its own stdio.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -54,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner import zyra_parsers
 from runner.child import ChildRequest, become_command, run_zyra
 from runner.reaper import become_subreaper, kill_strays
 from runner.sandbox import (
@@ -369,8 +371,12 @@ def _prepare(policy: SandboxPolicy) -> tuple[SandboxReport, SandboxUnavailableEr
 
 
 def _hello(sandbox: SandboxReport) -> dict[str, Any]:
-    failed = preload()
+    failed = preload() + zyra_parsers.prebuild()
     warm_up()
+    # What is here now is shared with every child: out of the collector's sight, a
+    # collection in a child does not write to (and so copy) the template's pages.
+    gc.collect()
+    gc.freeze()
     return {"ready": True, "preload_failed": failed, "sandbox": sandbox.model_dump()}
 
 
