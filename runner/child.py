@@ -20,6 +20,7 @@ import signal
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from pydantic import BaseModel, Field
@@ -91,7 +92,7 @@ def _apply_limits(limits: ResourceLimits) -> None:
             resource.setrlimit(which, (cap, cap))
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """A command never outlives the process that launched it (Linux only)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -157,13 +158,20 @@ def run_zyra(argv: list[str]) -> int:
 
 
 def become_command(
-    request: ChildRequest, stdout_fd: int, stderr_fd: int, sandbox: SandboxReport
+    request: ChildRequest,
+    stdout_fd: int,
+    stderr_fd: int,
+    sandbox: SandboxReport,
+    report: Callable[[int], None] | None = None,
 ) -> NoReturn:
     """Turn this freshly forked process into the command; never returns. `sandbox` is
-    what the launcher found this machine offers (runner.sandbox.probe)."""
+    what the launcher found this machine offers (runner.sandbox.probe). `report`, when
+    given, is told the exit code once the command's output is complete, before the
+    process exits: tearing down a large forked address space takes longer than many
+    commands, and the caller need not wait for it."""
     code = 1
     try:
-        _die_with_parent()
+        die_with_parent()
         os.setsid()
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
@@ -191,7 +199,21 @@ def become_command(
     finally:
         # Whatever happened above, this process never returns into its parent's code.
         _flush_quietly(sys.stdout, sys.stderr)
+        if report is not None:
+            _end_output()
+            with contextlib.suppress(Exception):
+                report(code)
         os._exit(code)
+
+
+def _end_output() -> None:
+    """Close stdout and stderr: the reader sees the end of the output (unless something
+    the command started still holds them) without waiting for this process to go."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(devnull)
 
 
 def _flush_quietly(*streams: Any) -> None:

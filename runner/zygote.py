@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import zyra_parsers
-from runner.child import ChildRequest, become_command, run_zyra
+from runner.child import ChildRequest, run_zyra
 from runner.reaper import become_subreaper, kill_strays
 from runner.sandbox import (
     SandboxMode,
@@ -67,7 +67,8 @@ from runner.sandbox import (
     probe,
     require,
 )
-from runner.zygote_requests import REQUEST_FDS, read_request
+from runner.spare import Spare
+from runner.zygote_requests import REQUEST_FDS, read_request, request_file
 
 # Modules worth having in memory before the fork: Zyra's CLI wiring for every
 # stage and the libraries its commands import on first use.
@@ -172,6 +173,9 @@ def _is_ours(pid: int) -> bool:
 class Command:
     job: str
     client: socket.socket | None  # None once the client has gone
+    process: Spare
+    listening: bool = True  # for the exit code it reports on its socket
+    reported: bool = False  # its exit code has gone to the client
 
 
 class TemplateServer:
@@ -183,6 +187,7 @@ class TemplateServer:
         self.listener_inode: int | None = None
         self.clients: list[socket.socket] = []
         self.commands: dict[int, Command] = {}
+        self.spare: Spare | None = None  # the next command's process, forked ahead
         self.stopping = False
         self.wake_r, self.wake_w = os.pipe()
         for fd in (self.wake_r, self.wake_w):
@@ -205,7 +210,11 @@ class TemplateServer:
 
     def run(self) -> None:
         while self.clients or self.listener is not None:
-            watched = [*self.clients, self.wake_r, *([self.listener] if self.listener else [])]
+            if self.spare is None and not self.stopping:
+                self.spare = self._fork_spare()
+            reporting = [c.process.sock for c in self.commands.values() if c.listening]
+            watched = [*self.clients, self.wake_r, *reporting,
+                       *([self.listener] if self.listener else [])]  # fmt: skip
             readable, _, _ = select.select(watched, [], [])
             if self.wake_r in readable:
                 with contextlib.suppress(BlockingIOError):
@@ -214,6 +223,9 @@ class TemplateServer:
                 self._reap()
             if self.listener is not None and self.listener in readable:
                 self._accept()
+            for pid, command in list(self.commands.items()):
+                if command.process.sock in readable:
+                    self._done(pid, command)
             for client in [c for c in self.clients if c in readable]:
                 self._receive(client)
             if self.stopping:
@@ -224,6 +236,8 @@ class TemplateServer:
         for pid in self.commands:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+        if self.spare is not None:
+            self.spare.retire()
         self._stop_listening()
 
     def _accept(self) -> None:
@@ -270,6 +284,7 @@ class TemplateServer:
                 os.killpg(pid, sig)
 
     def _fork_child(self, client: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
+        """Give the request to the spare (forked now if there is none)."""
         job = str(message["id"])
         try:
             if self.stopping:
@@ -281,26 +296,62 @@ class TemplateServer:
             request = ChildRequest.model_validate(json.loads(read_request(fds[2])))
             if STRICTNESS[request.sandbox.mode] < STRICTNESS[self.floor]:
                 request.sandbox = request.sandbox.model_copy(update={"mode": self.floor})
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
+            process = self._hand_over(fds[0], fds[1], request)
         except Exception as exc:
-            for fd in fds:
-                os.close(fd)
             self._reply(client, {"id": job, "error": f"{type(exc).__name__}: {exc}"})
             return
-        if pid == 0:
-            signal.set_wakeup_fd(-1)
-            for sock in (*self.clients, self.listener):
-                if sock is not None:
-                    sock.close()
-            for fd in (self.wake_r, self.wake_w):
+        finally:
+            for fd in fds:
                 os.close(fd)
-            become_command(request, fds[0], fds[1], self.sandbox)
-        for fd in fds:
+        self.commands[process.pid] = Command(job, client, process)
+        self._reply(client, {"id": job, "pid": process.pid})
+
+    def _hand_over(self, stdout_fd: int, stderr_fd: int, request: ChildRequest) -> Spare:
+        """The spare that now runs `request`; one that died waiting is replaced once."""
+        request_fd = request_file(request.model_dump_json().encode())
+        try:
+            for attempt in range(2):
+                process, self.spare = self.spare or self._fork_spare(), None
+                try:
+                    process.hand(stdout_fd, stderr_fd, request_fd)
+                    return process
+                except OSError:
+                    process.retire()
+                    if attempt:
+                        raise
+        finally:
+            os.close(request_fd)
+        raise AssertionError("unreachable")
+
+    def _fork_spare(self) -> Spare:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return Spare.fork(self.sandbox, self._close_in_child)
+
+    def _close_in_child(self) -> None:
+        """In a new child: nothing of the template's connections comes along."""
+        signal.set_wakeup_fd(-1)
+        for sock in (
+            *self.clients,
+            self.listener,
+            *(c.process.sock for c in self.commands.values()),
+        ):
+            if sock is not None:
+                sock.close()
+        for fd in (self.wake_r, self.wake_w):
             os.close(fd)
-        self.commands[pid] = Command(job, client)
-        self._reply(client, {"id": job, "pid": pid})
+
+    def _done(self, pid: int, command: Command) -> None:
+        """The command reported its exit code: the client hears it now, not after the
+        process has exited (it is reaped later)."""
+        code = command.process.exit_code()
+        command.process.sock.close()
+        command.listening = False
+        if code is None:
+            return  # it ended without saying (killed): its wait status will tell
+        command.reported = True
+        if command.client is not None:
+            self._reply(command.client, {"id": command.job, "status": (code & 0xFF) << 8})
 
     def _reply(self, client: socket.socket, message: dict[str, Any]) -> None:
         if not _send(client, message):
@@ -326,11 +377,20 @@ class TemplateServer:
                 break
             if pid == 0:
                 break
+            if self.spare is not None and pid == self.spare.pid:  # died waiting for work
+                self.spare.retire()
+                self.spare = None
+                continue
             command = self.commands.pop(pid, None)
-            if command is not None and command.client is not None:
+            if command is None:
+                continue
+            if command.listening:
+                command.process.sock.close()
+            if not command.reported and command.client is not None:
                 self._reply(command.client, {"id": command.job, "status": status})
         # Killed strays wake us again (SIGCHLD) and are reaped above, with their orphans.
-        kill_strays(self.commands.keys())
+        keep = {*self.commands, *([self.spare.pid] if self.spare else [])}
+        kill_strays(keep)
 
     def _stop_listening(self) -> None:
         if self.listener is None:

@@ -59,9 +59,27 @@ class SyncExecutor:
             return self.process.wait()
 
     def command_pids(self) -> set[int]:
-        """Processes it forked for commands (its children)."""
+        """Processes running its commands."""
         assert self.process is not None
-        pids: set[int] = set()
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            pids.update(int(p) for p in (task / "children").read_text().split())
-        return pids
+        return command_pids(self.process.pid)
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(p) for p in (task / "children").read_text().split())
+    return found
+
+
+def command_pids(template_pid: int) -> set[int]:
+    """Children of a template process that run a command: each in a session of its own
+    (the spare forked ahead for the next command has not made one yet)."""
+    return {pid for pid in children(template_pid) if _session_of(pid) == pid}
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[3])  # state, ppid, pgrp, session

@@ -18,6 +18,7 @@ import pytest
 
 from tests.data import write_grib2
 from tests.e2e.conftest import ApiServer
+from tests.e2e.sync_executor import children, command_pids
 
 MAP_FLAGS = {"no_coastline": True, "no_borders": True, "no_gridlines": True}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -163,13 +164,8 @@ def test_timeout_kills_the_command_and_reports_124(
 
 
 def _command_pids(api: ApiServer) -> set[int]:
-    """Processes forked for commands: children of the API's template process."""
-    pids = set()
-    for task in Path(f"/proc/{api.process.pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            for zygote_task in Path(f"/proc/{child}/task").iterdir():
-                pids.update(int(p) for p in (zygote_task / "children").read_text().split())
-    return pids
+    """Processes running commands, forked by the API's template process."""
+    return {pid for template in children(api.process.pid) for pid in command_pids(template)}
 
 
 @contextmanager

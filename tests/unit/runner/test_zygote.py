@@ -19,7 +19,7 @@ from runner.sandbox import SandboxMode, SandboxPolicy
 from runner.workspace import JobFolders
 from runner.zygote import _is_ours
 from runner.zygote_requests import REQUEST_FDS, read_request, request_file, send_request
-from tests.e2e.sync_executor import SyncExecutor
+from tests.e2e.sync_executor import SyncExecutor, children, command_pids
 
 # More than one SOCK_SEQPACKET packet holds (the send buffer, about 208 KiB).
 LONG_OPTION = "--no-such-option-" + "y" * 300_000
@@ -155,3 +155,69 @@ def test_a_spawn_with_the_executor_gone_is_unavailable_not_a_crash(tmp_path: Pat
     with pytest.raises(ExecutorUnavailableError):
         client.spawn(JobFolders(tmp_path).child_request(["x"], {}), 1, 2)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def _template_pid(zygote: Zygote, request: pytest.FixtureRequest) -> int:
+    if zygote._socket_path is None:  # embedded: the process it started
+        assert zygote._proc is not None
+        return zygote._proc.pid
+    process = request.getfixturevalue("executor").process
+    return process.pid
+
+
+def _spares(template: int) -> set[int]:
+    """Its children waiting for a command: forked, not yet in a session of their own."""
+    return children(template) - command_pids(template)
+
+
+def _wait_for(predicate, timeout_s: float = 10):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+    return found
+
+
+def _bad_option(zygote: Zygote, tmp_path: Path) -> tuple[int, int]:
+    """Run a command Zyra refuses (exit 2): its pid and exit code."""
+    folders = JobFolders(tmp_path / f"job{time.monotonic_ns()}")
+    folders.create()
+    request = folders.child_request(["visualize", "heatmap", "--nope"], {}, sandbox=OFF)
+    pids: list[int] = []
+    spawner = zygote
+
+    class Recording:
+        def spawn(self, *args):  # type: ignore[no-untyped-def]
+            pid, finished = spawner.spawn(*args)
+            pids.append(pid)
+            return pid, finished
+
+        def kill(self, pid: int, sig: int) -> None:
+            spawner.kill(pid, sig)
+
+    outcome = CommandExecutor(Recording()).run(request, folders.capture, timeout_s=60)
+    return pids[0], outcome.exit_code
+
+
+def test_a_command_runs_in_a_process_forked_before_it_was_asked_for(
+    zygote: Zygote, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    template = _template_pid(zygote, request)
+    waiting = _wait_for(lambda: _spares(template))
+    pid, code = _bad_option(zygote, tmp_path)
+    assert code == 2  # Zyra's own usage error, as from a fresh process
+    assert pid in waiting
+    # ...and another is waiting for the next one.
+    assert _wait_for(lambda: _spares(template) - {pid})
+
+
+def test_a_spare_that_died_waiting_is_replaced(
+    zygote: Zygote, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    template = _template_pid(zygote, request)
+    for spare in _wait_for(lambda: _spares(template)):
+        os.kill(spare, signal.SIGKILL)
+    pid, code = _bad_option(zygote, tmp_path)
+    assert code == 2
+    assert Path(f"/proc/{template}").exists()  # the template itself carries on
+    assert _wait_for(lambda: _spares(template) - {pid})
