@@ -15,75 +15,102 @@ import pytest
 pytestmark = pytest.mark.zyra
 
 MAP_FLAGS = ["--no-coastline", "--no-borders", "--no-gridlines"]
+HEATMAP = ["visualize", "heatmap", "--input", "field.npy", "--output", "<way>.png", *MAP_FLAGS]
+CASES = {
+    "visualize heatmap --help": ["visualize", "heatmap", "--help"],
+    "render heatmap --help": ["render", "heatmap", "--help"],
+    "an unknown flag": ["visualize", "heatmap", "--no-such-flag"],
+    "an unknown command": ["visualize", "no-such-command"],
+    "acquire http --help": ["acquire", "http", "--help"],
+    "import http --help": ["import", "http", "--help"],
+    "process convert-format --help": ["process", "convert-format", "--help"],
+    "disseminate local --help": ["disseminate", "local", "--help"],
+    "export local --help": ["export", "local", "--help"],
+    "decimate local --help": ["decimate", "local", "--help"],
+    "transform --help": ["transform", "--help"],
+    "run --help": ["run", "--help"],
+    "--version": ["--version"],
+    "nothing": [],
+    "heatmap": HEATMAP,
+    "heatmap -v": ["-v", *HEATMAP],
+    "heatmap --quiet": ["--quiet", *HEATMAP],
+    "decimate local (deprecated)": ["decimate", "local", "--input", "in.txt", "<way>.txt"],
+}
 
-# Each way runs in a fresh interpreter (main sets environment variables and logging).
-RUN = """
-import json, sys
+# One interpreter per way, each case in a child forked from it, as the template does
+# (main sets environment variables and logging: no case sees another's).
+RUN_ALL = """
+import json, os, sys
 from runner.child import run_zyra
-if sys.argv[1] == "prebuilt":
-    from runner import zyra_parsers
+from runner import zyra_parsers
+way, cases = sys.argv[1], json.loads(sys.argv[2])
+if way == "PREBUILT":
     assert zyra_parsers.prebuild() == []
-else:
-    import runner.zyra_parsers as zp
-    zp._parsers.clear()
-sys.exit(run_zyra(json.loads(sys.argv[2])))
+results = {}
+for name, argv in cases.items():
+    argv = [a.replace("<way>", way) for a in argv]
+    out, err = f"{way}.out", f"{way}.err"
+    pid = os.fork()
+    if pid == 0:
+        for fd, path in ((1, out), (2, err)):
+            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        code = run_zyra(argv)
+        sys.stdout.flush(); sys.stderr.flush()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    text = [open(p).read().replace(way, "<way>") for p in (out, err)]
+    results[name] = [os.waitstatus_to_exitcode(status), *text]
+print(json.dumps(results))
 """
 
 
-def zyra(way: str, argv: list[str], cwd: Path) -> tuple[int, str, str]:
-    done = subprocess.run(
-        [sys.executable, "-c", RUN, way, json.dumps(argv)],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "MPLBACKEND": "Agg",
-             "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
-    )  # fmt: skip
-    return done.returncode, done.stdout, done.stderr
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, Path]:
+    """Each case run both ways: {case: [exit code, stdout, stderr]} per way."""
+    folder = tmp_path_factory.mktemp("zyra-parsers")
+    np.save(folder / "field.npy", np.random.default_rng(1).random((12, 24)))
+    (folder / "in.txt").write_text("hello\n")
+    found = []
+    for way in ("PREBUILT", "ZYRAMAIN"):
+        done = subprocess.run(
+            [sys.executable, "-c", RUN_ALL, way, json.dumps(CASES)],
+            cwd=folder, capture_output=True, text=True, timeout=300,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(folder), "MPLBACKEND": "Agg",
+                 "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        found.append(json.loads(done.stdout))
+    return found[0], found[1], folder
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["visualize", "heatmap", "--help"],
-        ["render", "heatmap", "--help"],
-        ["visualize", "heatmap", "--no-such-flag"],
-        ["visualize", "no-such-command"],
-        ["acquire", "http", "--help"],
-        ["import", "http", "--help"],
-        ["process", "convert-format", "--help"],
-        ["disseminate", "local", "--help"],
-        ["export", "local", "--help"],
-        ["decimate", "local", "--help"],
-        ["transform", "--help"],
-        ["run", "--help"],
-        ["--version"],
-        [],
-    ],
-    ids=lambda argv: " ".join(argv) or "nothing",
-)
-def test_help_and_usage_errors_are_zyras_own(argv: list[str], tmp_path: Path) -> None:
-    assert zyra("prebuilt", argv, tmp_path) == zyra("main", argv, tmp_path)
+@pytest.mark.parametrize("case", CASES)
+def test_the_same_answer_as_zyras_main(case: str, results: tuple[dict, dict, Path]) -> None:
+    prebuilt, main, _ = results
+    assert prebuilt[case] == main[case]
 
 
-@pytest.mark.parametrize("verbosity", [[], ["-v"], ["--quiet"]], ids=["default", "-v", "--quiet"])
-def test_a_real_heatmap_is_byte_identical_with_the_same_output(
-    verbosity: list[str], tmp_path: Path
+def test_real_commands_ran_and_wrote_the_same_bytes(results: tuple[dict, dict, Path]) -> None:
+    prebuilt, _, folder = results
+    for case in ("heatmap", "heatmap -v", "heatmap --quiet"):
+        code, _, err = prebuilt[case]
+        assert code == 0 and "INFO: <way>.png" in err, err
+    assert (folder / "PREBUILT.png").read_bytes() == (folder / "ZYRAMAIN.png").read_bytes()
+    assert (folder / "PREBUILT.txt").read_text() == "hello\n"
+
+
+def test_usage_errors_and_help_are_what_a_zyra_user_sees(
+    results: tuple[dict, dict, Path],
 ) -> None:
-    np.save(tmp_path / "field.npy", np.random.default_rng(1).random((12, 24)))
-    results = {}
-    for way in ("prebuilt", "main"):
-        argv = [*verbosity, "visualize", "heatmap", "--input", "field.npy",
-                "--output", f"{way}.png", *MAP_FLAGS]  # fmt: skip
-        code, out, err = zyra(way, argv, tmp_path)
-        assert code == 0, err
-        results[way] = (out.replace(way, "<out>"), err.replace(way, "<out>"))
-    assert results["prebuilt"] == results["main"]
-    assert "INFO: <out>.png" in results["prebuilt"][1]  # what Zyra logs, at every verbosity
-    assert (tmp_path / "prebuilt.png").read_bytes() == (tmp_path / "main.png").read_bytes()
+    prebuilt, _, _ = results
+    code, _, err = prebuilt["an unknown flag"]
+    assert code == 2 and "unrecognized arguments: --no-such-flag" in err
+    code, out, _ = prebuilt["visualize heatmap --help"]
+    assert code == 0 and out.startswith("usage: zyra visualize heatmap")
 
 
-def test_a_deprecated_name_warns_from_zyras_own_line(tmp_path: Path) -> None:
-    (tmp_path / "in.txt").write_text("hello\n")
-    argv = ["decimate", "local", "--input", "in.txt", "out.txt"]
-    prebuilt = zyra("prebuilt", argv, tmp_path)
-    assert prebuilt == zyra("main", argv, tmp_path)
-    assert "zyra/cli.py" in prebuilt[2] and "'decimate' is deprecated" in prebuilt[2]
+def test_a_deprecated_name_warns_from_zyras_own_line(results: tuple[dict, dict, Path]) -> None:
+    prebuilt, _, _ = results
+    code, _, err = prebuilt["decimate local (deprecated)"]
+    assert code == 0 and "zyra/cli.py" in err and "'decimate' is deprecated" in err
