@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable
 from enum import Enum
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 import anyio
 
@@ -25,6 +25,7 @@ from api.jobs.store import JobStore
 from api.settings import Settings
 from api.streams.record_sweep import RecordSweep
 from api.streams.redis_feed import RedisEventFeed
+from api.streams.shared_reads import SharedReads
 from api.streams.shutdown import on_exit_signals
 from api.streams.slots import StreamRefusedError, StreamSlot, StreamSlots
 from api.streams.sqlite_feed import SqliteEventFeed
@@ -34,8 +35,6 @@ from runner.events import EventLog, JobEvent, RedisEventLog, SqliteEventLog
 
 MAX_SEQ = 2**63 - 1  # the largest seq either log can hold: a larger `since` is past them all
 READERS = 8  # threads reading logs for streams at once (their own pool)
-
-T = TypeVar("T")
 
 
 class StreamsClosedError(Exception):
@@ -94,7 +93,7 @@ class JobStreams:
         self, events: EventLog, store: JobStore, watch: JobWatch, slots: StreamSlots
     ) -> None:
         self.events, self.store, self.watch, self.slots = events, store, watch, slots
-        self._readers = anyio.CapacityLimiter(READERS)
+        self.reads = SharedReads(watch, anyio.CapacityLimiter(READERS))
         self._background: list[Background] = []
         self._restore_signals: Callable[[], None] = lambda: None
 
@@ -159,9 +158,10 @@ class JobStreams:
         with self.watch.following(job_id, after) as waiter:
             while True:
                 waiter.clear()  # first: news that comes while reading wakes the wait below
+                seen = self.watch.tick  # every notification up to here is taken in
                 if self.watch.closed:
                     raise StreamsClosedError("the server is shutting down")
-                batch = await self._read(self.events.read, job_id, after)
+                batch = await self.reads.read(seen, self.events.read, job_id, after)
                 for event in batch:
                     yield event
                     after = waiter.after = event.seq
@@ -171,7 +171,7 @@ class JobStreams:
                         raise StreamsClosedError("the server is shutting down")
                 if batch:
                     continue
-                step, last_word = await self._read(self._end_of, job_id, after)
+                step, last_word = await self.reads.read(seen, self._end_of, job_id, after)
                 if step is Step.READ:
                     continue
                 if step is Step.END:
@@ -179,9 +179,6 @@ class JobStreams:
                         yield last_word
                     return
                 await waiter.wait()
-
-    async def _read(self, read: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(read, *args, limiter=self._readers)
 
     def _end_of(self, job_id: str, after: int) -> tuple[Step, JobEvent | None]:
         """With nothing after `after` in the log: whether the stream goes on, and the

@@ -45,6 +45,9 @@ class JobWatch:
         self.followed: frozenset[str] = frozenset()
         self.closed = False
         self._on_new_job: list[Callable[[], None]] = []
+        # Counts notifications: a read begun at tick t sees every append notified up to
+        # t (a notification comes once the append is stored). Streams share reads by it.
+        self.tick = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -77,6 +80,7 @@ class JobWatch:
         return min((w.after for w in self._waiters.get(job_id, ())), default=0)
 
     def notify(self, job_ids: Collection[str]) -> None:
+        self.tick += 1
         for job_id in job_ids:
             for waiter in self._waiters.get(job_id, ()):
                 waiter.wake()
