@@ -49,14 +49,13 @@ import signal
 import socket
 import struct
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner import zyra_parsers
-from runner.child import ChildRequest, run_zyra
+from runner.child import ChildRequest
 from runner.reaper import become_subreaper, kill_strays
 from runner.sandbox import (
     SandboxMode,
@@ -68,6 +67,7 @@ from runner.sandbox import (
     require,
 )
 from runner.spare import Spare
+from runner.warm_up import warm_up
 from runner.zygote_requests import REQUEST_FDS, read_request, request_file
 
 # Modules worth having in memory before the fork: Zyra's CLI wiring for every
@@ -110,34 +110,6 @@ def preload(modules: tuple[str, ...] = PRELOAD_MODULES) -> list[str]:
         except Exception as exc:  # an optional extra may be absent
             failed.append(f"{name}: {exc}")
     return failed
-
-
-def warm_up() -> None:
-    """Render one tiny heatmap so fonts, colormaps and caches are loaded before
-    the fork instead of in every child. Its output is discarded."""
-    import numpy as np
-
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            np.save(os.path.join(tmp, "warm.npy"), np.zeros((4, 4)))
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            run_zyra(
-                ["visualize", "heatmap", "--input", os.path.join(tmp, "warm.npy"),
-                 "--output", os.path.join(tmp, "warm.png"), "--width", "64", "--height", "32",
-                 "--no-coastline", "--no-borders", "--no-gridlines"]
-            )  # fmt: skip
-    except Exception:  # warming is an optimisation only
-        pass
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
 
 
 def _send(sock: socket.socket, message: dict[str, Any]) -> bool:
@@ -431,8 +403,7 @@ def _prepare(policy: SandboxPolicy) -> tuple[SandboxReport, SandboxUnavailableEr
 
 
 def _hello(sandbox: SandboxReport) -> dict[str, Any]:
-    failed = preload() + zyra_parsers.prebuild()
-    warm_up()
+    failed = preload() + zyra_parsers.prebuild() + warm_up()
     # What is here now is shared with every child: out of the collector's sight, a
     # collection in a child does not write to (and so copy) the template's pages.
     gc.collect()

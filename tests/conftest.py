@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 from runner.catalog import CommandCatalog
-from tests.data import write_grib2
+from runner.samples import write_grib2, write_series
 from tests.oidc import LoopbackIssuer
 from tests.services import RedisServer, S3Server
 
@@ -63,11 +62,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny inputs for real Zyra commands, generated here, offline."""
     folder = tmp_path_factory.mktemp("inputs")
     np.save(folder / "field.npy", np.arange(24 * 48, dtype=float).reshape(24, 48))
-    with (folder / "series.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["time", "value"])
-        for day in range(1, 11):
-            writer.writerow([f"2024-01-{day:02d}", day * day])
+    write_series(folder / "series.csv")
     write_grib2(folder / "t2m.grib2")
     (folder / "garbage.grib2").write_bytes(b"this is not a GRIB file\n" * 4)
     return folder

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.data import write_grib2
+from runner.samples import write_grib2
 from tests.e2e.conftest import API_KEY, ApiServer, start_api, stop_api
 from tests.e2e.jobs_client import submit, wait_finished, wait_status
 

@@ -16,7 +16,7 @@ import netCDF4
 import numpy as np
 import pytest
 
-from tests.data import write_grib2
+from runner.samples import write_grib2
 from tests.e2e.conftest import ApiServer
 from tests.e2e.sync_executor import children, command_pids
 

@@ -1,7 +1,9 @@
-"""Tiny inputs for real Zyra commands, generated here, offline."""
+"""Tiny inputs for real Zyra commands, made offline: for the template process's warm-up
+(runner/warm_up.py) and for the tests."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -36,3 +38,12 @@ def write_grib2(path: Path, ni: int = 8, nj: int = 4) -> np.ndarray:
     finally:
         eccodes.codes_release(handle)
     return values
+
+
+def write_series(path: Path, rows: int = 10) -> None:
+    """A CSV time series: a `time` column of days and a `value` column."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["time", "value"])
+        for day in range(1, rows + 1):
+            writer.writerow([f"2024-01-{day:02d}", day * day])
