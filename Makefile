@@ -11,7 +11,7 @@ PY_SOURCES = api runner tests bench tools charts/zyra-orchestrator/files
 ZYRA_API_KEYS ?= dev:local-dev-key
 ZYRA_PORT     ?= 8000
 
-.PHONY: install run test lint format clean
+.PHONY: install run test bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: install
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Measure every table of docs/benchmarks.md side by side and write it (BENCH_ARGS=--quick).
+bench: install
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check $(PY_SOURCES)
