@@ -114,14 +114,14 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
         env,
         # Runners get credentials of their own job (runner/credentials.py), never ours.
         RunnerCredentials(redis_users, storage if isinstance(storage, S3Storage) else None),
-        backend=_backend(settings, runner_env, events),
+        backend=_backend(settings, runner_env, events, zygote),
         fair_share_queue=_fair_share_queue(settings),
         principal_sync_slots=_principal_sync_slots(settings),
     )
 
 
 def _backend(
-    settings: Settings, runner_env: dict[str, str], events: EventLog
+    settings: Settings, runner_env: dict[str, str], events: EventLog, zygote: Zygote
 ) -> Callable[[RunnerReports], Backend]:
     """What builds the backend of ZYRA_BACKEND, once the service it reports to exists."""
     if settings.backend == "kubernetes":
@@ -132,6 +132,9 @@ def _backend(
         reports,
         settings.kill_grace_s,
         settings.local_max_running,
+        # Runners forked warm from the API's own template process (a sync executor in
+        # another container does not start runners).
+        forker=zygote if zygote.starts_runners else None,
     )
 
 

@@ -99,7 +99,7 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _redirect_stdio(stdout_fd: int, stderr_fd: int) -> None:
+def redirect_stdio(stdout_fd: int, stderr_fd: int) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(stdout_fd, 1)
@@ -175,7 +175,7 @@ def become_command(
         os.setsid()
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        _redirect_stdio(stdout_fd, stderr_fd)
+        redirect_stdio(stdout_fd, stderr_fd)
         os.chdir(request.cwd)
         os.environ.clear()
         os.environ.update(request.env)

@@ -39,6 +39,7 @@ from runner.outputs import looks_binary
 from runner.quotas import CHECK_INTERVAL_S, RunQuotas, disk_usage
 from runner.reaper import children, reap_strays
 from runner.sandbox import SandboxPolicy, SandboxReport
+from runner.warm_runner import RunnerRequest
 from runner.zygote_requests import request_file, send_request
 
 TIMEOUT_EXIT_CODE = 124
@@ -328,6 +329,35 @@ class Zygote:
                     ) from exc
         finally:
             os.close(request_fd)  # the template process holds its own copy now
+        return pending.started.result(timeout=30), pending.finished
+
+    @property
+    def starts_runners(self) -> bool:
+        """Whether it can fork runners (runner/warm_runner.py): the API's own template
+        process can, a sync executor never does."""
+        return self._socket_path is None
+
+    def spawn_runner(self, request: RunnerRequest, log_fd: int) -> tuple[int, Future[int]]:
+        """Fork a runner with its stdout and stderr into `log_fd`; its pid and a future of
+        its raw wait status (ExecutorUnavailableError if the template process goes first:
+        the runner itself lives on)."""
+        job = str(next(self._ids))
+        pending = _Pending(Future(), Future())
+        request_fd = request_file(request.model_dump_json().encode())
+        try:
+            with self._lock:
+                sock = self._ensure_running()
+                self._pending[job] = pending
+                try:
+                    socket.send_fds(
+                        sock, [json.dumps({"id": job, "runner": True}).encode()],
+                        [log_fd, log_fd, request_fd],
+                    )  # fmt: skip
+                except OSError as exc:
+                    self._pending.pop(job)
+                    raise ExecutorUnavailableError(f"template process: {exc}") from exc
+        finally:
+            os.close(request_fd)
         return pending.started.result(timeout=30), pending.finished
 
     def kill(self, pid: int, sig: int) -> None:

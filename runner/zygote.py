@@ -26,6 +26,9 @@ Protocol (SOCK_SEQPACKET, one JSON message per packet):
   client → server  {"id"} + 3 fds (stdout, stderr, a memory file holding the
                    ChildRequest as JSON: runner/zygote_requests.py; a packet would
                    bound its size)
+  client → server  {"id", "runner": true} + 3 fds (the log twice, a memory file holding
+                   a RunnerRequest: runner/warm_runner.py): fork a runner (the API's
+                   own template process only; a sync executor answers an error)
   client → server  {"kill": pid, "signal": n}            signal a running command's group
   server → client  {"id", "pid"}                         the child is running
   server → client  {"id", "status"}                      its raw wait status
@@ -67,6 +70,7 @@ from runner.sandbox import (
     require,
 )
 from runner.spare import Spare
+from runner.warm_runner import become_runner
 from runner.warm_up import warm_up
 from runner.zygote_requests import REQUEST_FDS, read_request, request_file
 
@@ -145,16 +149,27 @@ def _is_ours(pid: int) -> bool:
 class Command:
     job: str
     client: socket.socket | None  # None once the client has gone
-    process: Spare
+    process: Spare | None  # None: a runner, which reports nothing before it exits
     listening: bool = True  # for the exit code it reports on its socket
     reported: bool = False  # its exit code has gone to the client
+    detached: bool = False  # a runner: it outlives its client and this process
 
 
 class TemplateServer:
     """Forks a child per request of any connected client; reports to that client."""
 
-    def __init__(self, sandbox: SandboxReport, floor: SandboxMode, hello: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        sandbox: SandboxReport,
+        floor: SandboxMode,
+        hello: dict[str, Any],
+        runners: bool = False,
+    ) -> None:
+        """`runners`: clients may ask for runners (runner/warm_runner.py). Only the API's
+        own template process, whose one client is the API, allows it: a runner is not
+        confined."""
         self.sandbox, self.floor, self.hello = sandbox, floor, hello
+        self.runners = runners
         self.listener: socket.socket | None = None
         self.listener_inode: int | None = None
         self.clients: list[socket.socket] = []
@@ -184,7 +199,9 @@ class TemplateServer:
         while self.clients or self.listener is not None:
             if self.spare is None and not self.stopping:
                 self.spare = self._fork_spare()
-            reporting = [c.process.sock for c in self.commands.values() if c.listening]
+            reporting = [
+                c.process.sock for c in self.commands.values() if c.process and c.listening
+            ]
             watched = [*self.clients, self.wake_r, *reporting,
                        *([self.listener] if self.listener else [])]  # fmt: skip
             readable, _, _ = select.select(watched, [], [])
@@ -196,7 +213,7 @@ class TemplateServer:
             if self.listener is not None and self.listener in readable:
                 self._accept()
             for pid, command in list(self.commands.items()):
-                if command.process.sock in readable:
+                if command.process and command.listening and command.process.sock in readable:
                     self._done(pid, command)
             for client in [c for c in self.clients if c in readable]:
                 self._receive(client)
@@ -204,10 +221,11 @@ class TemplateServer:
                 self._stop_listening()
                 if not self.commands:
                     break
-        # Nobody is left to report to: nothing of ours outlives this process.
-        for pid in self.commands:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        # Nobody is left to report to: no command outlives this process (runners do).
+        for pid, command in self.commands.items():
+            if not command.detached:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
         if self.spare is not None:
             self.spare.retire()
         self._stop_listening()
@@ -239,6 +257,9 @@ class TemplateServer:
             request = json.loads(message)
             if "kill" in request:
                 self._signal(client, int(request["kill"]), int(request["signal"]))
+            elif request.get("runner"):
+                self._fork_runner(client, request, fds)
+                fds = []
             else:
                 self._fork_child(client, request, fds)
                 fds = []
@@ -278,6 +299,35 @@ class TemplateServer:
         self.commands[process.pid] = Command(job, client, process)
         self._reply(client, {"id": job, "pid": process.pid})
 
+    def _fork_runner(self, client: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
+        """Fork a runner (runner/warm_runner.py); its log is the first descriptor."""
+        job = str(message["id"])
+        try:
+            if not self.runners:
+                raise PermissionError("this executor does not start runners")
+            if self.stopping:
+                raise RuntimeError("the template process is stopping")
+            if len(fds) != REQUEST_FDS:
+                raise ValueError(f"expected {REQUEST_FDS} descriptors, got {len(fds)}")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                self._close_in_child()
+                if self.spare is not None:
+                    self.spare.sock.close()
+                # The request holds the runner's credentials: only the runner reads it,
+                # so they never enter this process's memory, which later commands copy.
+                become_runner(fds[2], fds[0])
+        except Exception as exc:
+            self._reply(client, {"id": job, "error": f"{type(exc).__name__}: {exc}"})
+            return
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.commands[pid] = Command(job, client, None, listening=False, detached=True)
+        self._reply(client, {"id": job, "pid": pid})
+
     def _hand_over(self, stdout_fd: int, stderr_fd: int, request: ChildRequest) -> Spare:
         """The spare that now runs `request`; one that died waiting is replaced once."""
         request_fd = request_file(request.model_dump_json().encode())
@@ -306,7 +356,7 @@ class TemplateServer:
         for sock in (
             *self.clients,
             self.listener,
-            *(c.process.sock for c in self.commands.values()),
+            *(c.process.sock for c in self.commands.values() if c.process),
         ):
             if sock is not None:
                 sock.close()
@@ -337,8 +387,9 @@ class TemplateServer:
         for pid, command in self.commands.items():
             if command.client is client:
                 command.client = None
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
+                if not command.detached:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGKILL)
 
     def _reap(self) -> None:
         """Report finished commands; kill what they left behind (it is ours now)."""
@@ -356,7 +407,7 @@ class TemplateServer:
             command = self.commands.pop(pid, None)
             if command is None:
                 continue
-            if command.listening:
+            if command.process and command.listening:
                 command.process.sock.close()
             if not command.reported and command.client is not None:
                 self._reply(command.client, {"id": command.job, "status": status})
@@ -417,7 +468,7 @@ def serve(sock: socket.socket, policy: SandboxPolicy) -> None:
     if refused is not None:
         _send(sock, {"ready": False, "error": str(refused), "sandbox": sandbox.model_dump()})
         return
-    server = TemplateServer(sandbox, policy.mode, _hello(sandbox))
+    server = TemplateServer(sandbox, policy.mode, _hello(sandbox), runners=True)
     server.add_client(sock)
     server.run()
 

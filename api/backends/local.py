@@ -1,4 +1,7 @@
-"""The local backend: one `python -m runner` process per async job on this machine.
+"""The local backend: one runner process per async job on this machine.
+
+A runner is forked from the API's template process when there is one (warm: Zyra and
+the runner already imported, runner/warm_runner.py), else started as `python -m runner`.
 
 At most `max_running` runners at once; later jobs wait `queued`, in order, and
 start as slots free. The spec of a waiting job is on disk, so a restarted API
@@ -20,14 +23,16 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from api.backends.base import RunnerExit, RunnerJob, RunnerReports
 from runner.credentials import CREDENTIALS_ENV
-from runner.execute import kill_group
+from runner.execute import ExecutorUnavailableError, kill_group
 from runner.lifecycle import ExitReason
 from runner.spec import JobSpec
+from runner.warm_runner import RunnerRequest
 
 RETRY_START_S = 2.0  # a runner that could not start (e.g. Redis down) is tried again
 log = logging.getLogger("zyra.local")
@@ -46,6 +51,38 @@ def exit_code_of_returncode(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+class RunnerForker(Protocol):
+    """The template process's side that forks runners (runner.execute.Zygote)."""
+
+    def spawn_runner(self, request: RunnerRequest, log_fd: int) -> tuple[int, Future[int]]: ...
+
+
+class RunnerProcess(Protocol):
+    pid: int
+
+    def wait(self) -> int | None:
+        """Its return code (negative: killed by that signal); None if nobody can tell."""
+        ...
+
+
+class WarmRunner:
+    """A runner the template process forked: its status comes from there."""
+
+    def __init__(self, pid: int, finished: Future[int]) -> None:
+        self.pid, self._finished = pid, finished
+        self._ticks = _start_ticks(pid)
+
+    def wait(self) -> int | None:
+        try:
+            return os.waitstatus_to_exitcode(self._finished.result())
+        except ExecutorUnavailableError:
+            # The template process went first; the runner did not. Watch it by pid: its
+            # outcome is the result it stores.
+            while self._ticks is not None and _start_ticks(self.pid) == self._ticks:
+                time.sleep(0.2)
+            return None
+
+
 class LocalBackend:
     def __init__(
         self,
@@ -54,13 +91,16 @@ class LocalBackend:
         reports: RunnerReports,
         kill_grace_s: float,
         max_running: int,
+        forker: RunnerForker | None = None,
     ) -> None:
+        """`forker`: fork runners from the template process rather than start them."""
         self.work_dir = work_dir
         self.runner_env = runner_env  # no secrets: each runner gets its own credentials
         self.reports = reports
         self.kill_grace_s = kill_grace_s
         self.max_running = max_running
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.forker = forker
+        self._procs: dict[str, RunnerProcess] = {}
         self._waiting: deque[str] = deque()
         self._lock = threading.Lock()
         self._retry_pending = False
@@ -129,16 +169,23 @@ class LocalBackend:
             self.reports.on_runner_started(job_id, handle)
             threading.Thread(target=self._watch_child, args=(job_id, proc), daemon=True).start()
 
-    def _start(self, job_id: str) -> subprocess.Popen[bytes]:
+    def _start(self, job_id: str) -> RunnerProcess:
         env = dict(self.runner_env)
         # Minted now, not at submission: a queued job's URLs must not expire waiting.
         spec = JobSpec.model_validate_json(self.spec_path(job_id).read_text())
         credentials = self.reports.runner_credentials(spec)
         if credentials is not None:
             env[CREDENTIALS_ENV] = credentials.model_dump_json()
+        args = ["--spec", str(self.spec_path(job_id))]
         with self.log_path(job_id).open("ab") as runner_log:
+            if self.forker is not None:
+                request = RunnerRequest(args=args, env=env, cwd=os.getcwd())
+                try:
+                    return WarmRunner(*self.forker.spawn_runner(request, runner_log.fileno()))
+                except ExecutorUnavailableError as exc:
+                    log.warning("starting a runner from scratch: %s", exc)
             return subprocess.Popen(
-                [sys.executable, "-m", "runner", "--spec", str(self.spec_path(job_id))],
+                [sys.executable, "-m", "runner", *args],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=runner_log,
@@ -146,12 +193,16 @@ class LocalBackend:
                 start_new_session=True,  # cancel can signal the runner's whole group
             )
 
-    def _watch_child(self, job_id: str, proc: subprocess.Popen[bytes]) -> None:
+    def _watch_child(self, job_id: str, proc: RunnerProcess) -> None:
         returncode = proc.wait()
         with self._lock:
             self._procs.pop(job_id, None)
-        reason = ExitReason.COMPLETED if returncode == 0 else ExitReason.ERROR
-        self.reports.on_runner_exit(job_id, RunnerExit(exit_code_of_returncode(returncode), reason))
+        if returncode is None:  # its stored result tells; without one it was lost
+            self.reports.on_runner_exit(job_id, RunnerExit(None, ExitReason.LOST))
+        else:
+            reason = ExitReason.COMPLETED if returncode == 0 else ExitReason.ERROR
+            exit_code = exit_code_of_returncode(returncode)
+            self.reports.on_runner_exit(job_id, RunnerExit(exit_code, reason))
         with contextlib.suppress(FileNotFoundError):
             self.spec_path(job_id).unlink()
         self._dispatch_or_retry()

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.jobs.redis_store import RedisJobStore
+from api.jobs.store import JobStore, SqliteJobStore
 from tests.services import free_port, wait_ready
 
 API_KEY = "e2e-secret-key"
@@ -90,3 +92,10 @@ def api(tmp_path_factory: pytest.TempPathFactory, inputs: Path) -> Iterator[ApiS
 def client(api: ApiServer) -> Iterator[httpx.Client]:
     with api.client() as c:
         yield c
+
+
+def store_of(server_env: dict[str, str], data_dir: Path) -> JobStore:
+    """The API's own job store, opened from the test (as another process of the
+    deployment would)."""
+    url = server_env.get("ZYRA_REDIS_URL")
+    return RedisJobStore(url) if url else SqliteJobStore(data_dir / "jobs.sqlite3")

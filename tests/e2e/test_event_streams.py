@@ -27,10 +27,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from api.jobs.records import JobRecord
-from api.jobs.redis_store import RedisJobStore
 from api.jobs.store import JobStore, SqliteJobStore
 from tests.deploy.dockerfiles import DOCKERFILE_API, Dockerfile
-from tests.e2e.conftest import API_KEY, ApiServer, start_api, stop_api
+from tests.e2e.conftest import API_KEY, ApiServer, start_api, stop_api, store_of
 from tests.e2e.gunicorn_server import base_env, start_gunicorn
 from tests.services import RedisServer
 
@@ -140,13 +139,6 @@ def hang_up_abruptly(sock: socket.socket) -> None:
 
 
 # --- jobs -----------------------------------------------------------------------------
-
-
-def store_of(server_env: dict[str, str], data_dir: Path) -> JobStore:
-    """The API's own job store, opened from the test (as another process of the
-    deployment would)."""
-    url = server_env.get("ZYRA_REDIS_URL")
-    return RedisJobStore(url) if url else SqliteJobStore(data_dir / "jobs.sqlite3")
 
 
 def recorded_job(store: JobStore, owner: str = "e2e", status: str = "running") -> JobRecord:

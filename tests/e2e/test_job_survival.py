@@ -10,27 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ApiServer, start_api, stop_api
+from tests.e2e.conftest import ApiServer, start_api, stop_api, store_of
 from tests.e2e.jobs_client import read_stream, submit, wait_finished, wait_status
+from tests.e2e.sync_executor import children
 from tests.services import RedisServer
 
 
 def heatmap(inputs: Path, output: str) -> dict:
     return {"input": str(inputs / "field.npy"), "output": output,
             "no_coastline": True, "no_borders": True, "no_gridlines": True}  # fmt: skip
-
-
-def _pids_with(text: str) -> list[int]:
-    """Processes whose command line mentions `text`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 @pytest.fixture(params=["embedded", "redis"])
@@ -54,8 +42,9 @@ def test_killed_api_restarts_with_finished_jobs_kept_and_orphans_settled(
                 wait_status(client, job_id, "running")
         api.process.kill()  # no shutdown hooks: as if the pod were evicted
         api.process.wait()
-        for pid in _pids_with(f"{orphan}.spec.json"):  # the orphan's runner dies too
-            os.killpg(pid, signal.SIGKILL)
+        record = store_of(api.env, api.data_dir).get(orphan)
+        assert record is not None and record.runner is not None
+        os.killpg(record.runner["pid"], signal.SIGKILL)  # the orphan's runner dies too
         time.sleep(4 + 2 + 1)  # the survivor times out (4 s) and its runner exits
     finally:
         stop_api(api)
@@ -79,6 +68,51 @@ def test_killed_api_restarts_with_finished_jobs_kept_and_orphans_settled(
             assert timed_out["reason"] == "Timeout"
     finally:
         stop_api(api)
+
+
+def test_async_runners_are_forked_warm_and_outlive_their_template_process(
+    tmp_path: Path, inputs: Path, silent_server: str
+) -> None:
+    """A local runner is forked from the API's template process (Zyra already loaded),
+    in a session of its own. When the template process dies mid-job, the runner does
+    not: its job ends as it would have, from the result it stored."""
+    api = start_api(tmp_path, inputs)
+    try:
+        with api.client() as client:
+            job_id = submit(
+                client, "acquire", "http", {"url": silent_server, "output": "o"}, timeout_s=3
+            )
+            wait_status(client, job_id, "running")
+            record = store_of(api.env, api.data_dir).get(job_id)
+            assert record is not None and record.runner is not None
+            runner = record.runner["pid"]
+            [template] = children(api.process.pid)
+            assert _stat(runner)[:3] == [template, runner, runner]  # parent, group, session
+            os.kill(template, signal.SIGKILL)
+            ended = wait_finished(client, job_id, timeout_s=30)
+            assert (ended["status"], ended["exit_code"], ended["reason"]) == (
+                "failed",
+                124,
+                "Timeout",
+            )
+            # Sync runs carry on with a new template process.
+            again = client.post(
+                "/cli/run",
+                json={
+                    "stage": "render",
+                    "command": "heatmap",
+                    "args": heatmap(inputs, "after.png"),
+                },
+            )
+            assert again.json()["exit_code"] == 0, again.text
+    finally:
+        stop_api(api)
+
+
+def _stat(pid: int) -> list[int]:
+    """ppid, process group and session of `pid`."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return [int(f) for f in fields[1:4]]
 
 
 def test_redis_outage_is_503_naming_redis_and_loses_no_job(

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from runner.execute import CommandExecutor, ExecutorUnavailableError, Zygote
 from runner.sandbox import SandboxMode, SandboxPolicy
+from runner.warm_runner import RunnerRequest
 from runner.workspace import JobFolders
 from runner.zygote import _is_ours
 from runner.zygote_requests import REQUEST_FDS, read_request, request_file, send_request
@@ -221,3 +223,45 @@ def test_a_spare_that_died_waiting_is_replaced(
     assert code == 2
     assert Path(f"/proc/{template}").exists()  # the template itself carries on
     assert _wait_for(lambda: _spares(template) - {pid})
+
+
+def test_only_the_apis_own_template_forks_runners(
+    zygote: Zygote, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A runner is not confined: a sync executor (which any pod process in its group may
+    reach) refuses to start one; the API's own template forks it, its output in the
+    log it was given."""
+    log = tmp_path / "runner.log"
+    secret = f"credentials-{uuid.uuid4().hex}"
+    ask = RunnerRequest(args=["--spec", str(tmp_path / "missing.json")],
+                        env={"PATH": "/usr/bin:/bin", "ZYRA_JOB_CREDENTIALS": secret})  # fmt: skip
+    with log.open("ab") as sink:
+        if not zygote.starts_runners:
+            with pytest.raises(ExecutorUnavailableError, match="does not start runners"):
+                zygote.spawn_runner(ask, sink.fileno())
+            return
+        pid, finished = zygote.spawn_runner(ask, sink.fileno())
+    code = os.waitstatus_to_exitcode(finished.result(timeout=60))
+    assert code != 0 and "missing.json" in log.read_text()  # the runner's own complaint
+    template = _template_pid(zygote, request)
+    assert pid not in children(template)  # reaped, reported
+    # The runner read its request after the fork: the template, whose memory every later
+    # command starts with, never held the runner's credentials.
+    assert not _memory_holds(template, secret.encode())
+
+
+def _memory_holds(pid: int, needle: bytes) -> bool:
+    """Whether any writable mapping of `pid` contains `needle` (root reads any process)."""
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb") as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("rw"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(start)
+                if needle in mem.read(end - start):
+                    return True
+            except OSError:  # a guard page or a mapping that went meanwhile
+                continue
+    return False
