@@ -366,6 +366,7 @@ class TemplateServer:
     def _done(self, pid: int, command: Command) -> None:
         """The command reported its exit code: the client hears it now, not after the
         process has exited (it is reaped later)."""
+        assert command.process is not None  # only commands listen; runners do not
         code = command.process.exit_code()
         command.process.sock.close()
         command.listening = False
