@@ -334,6 +334,16 @@ class StepTiming:
     cached: bool = False  # put back from the layer cache, not run
 
 
+def _made_from(env: Mapping[str, str]) -> dict[str, str]:
+    """What of a step's environment can change what it makes: not where pip keeps its
+    cache nor the proxies it goes through (as Docker leaves a cache mount out)."""
+    return {
+        name: value
+        for name, value in env.items()
+        if name != "PIP_CACHE_DIR" and not name.lower().endswith("_proxy")
+    }
+
+
 @dataclass
 class Replay:
     """Build stages of one Dockerfile on this machine, in `rootfs` (the container's /)."""
@@ -409,7 +419,7 @@ class Replay:
             elif insn.name == "COPY":
                 copied = [tree_digest(source) for source in self._copy(insn, values)]
             env = {**self.base_env, **scope, **self.env}
-            self._chain_key(insn.name, insn.value, env, self.workdir, copied)
+            self._chain_key(insn.name, insn.value, _made_from(env), self.workdir, copied)
             if insn.name == "RUN":
                 self._shell(insn, env)
 

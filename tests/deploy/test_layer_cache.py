@@ -66,3 +66,13 @@ def test_a_snapshot_written_to_through_a_link_is_thrown_away(project: Path) -> N
     again, cached = build(project)
     assert not cached and "tampered" not in again and again.startswith("first\n")
     assert again != made  # run again: a new timestamp
+
+
+def test_where_pip_keeps_its_cache_is_not_an_input(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI sets PIP_CACHE_DIR, a developer's shell may not: the same layer either way."""
+    monkeypatch.delenv("PIP_CACHE_DIR", raising=False)
+    made, _ = build(project)
+    monkeypatch.setenv("PIP_CACHE_DIR", str(project / "pip-cache"))
+    assert build(project) == (made, True)
