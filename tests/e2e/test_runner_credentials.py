@@ -1,11 +1,12 @@
 """Local runners hold no long-lived secret: on Redis (with a password) and MinIO, a
-runner's environment has no AWS key and no Redis password of the service, only its
-own job's credentials, and its Redis user goes when the job ends."""
+runner has no AWS key and no Redis password of the service anywhere in its memory, only
+its own job's credentials in its environment, and its Redis user goes when the job
+ends."""
 
 from __future__ import annotations
 
+import re
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ import pytest
 import redis
 
 from runner.credentials import CREDENTIALS_ENV, JobCredentials
-from tests.e2e.conftest import ApiServer, start_api, stop_api
+from tests.e2e.conftest import ApiServer, start_api, stop_api, store_of
 from tests.e2e.jobs_client import submit, wait_finished, wait_status
 from tests.services import RedisServer, S3Server
 
@@ -40,23 +41,35 @@ def api(
     stop_api(server)
 
 
-def runner_environ(job_id: str, timeout_s: float = 30) -> dict[str, str]:
-    """The environment of the job's runner process, as /proc shows it (to root: the
-    runner is not dumpable)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            try:
-                if (
-                    entry.name.isdigit()
-                    and f"{job_id}.spec.json".encode() in (entry / "cmdline").read_bytes()
-                ):
-                    raw = (entry / "environ").read_bytes()
-                    return dict(v.split("=", 1) for v in raw.decode().split("\0") if "=" in v)
-            except OSError:
-                continue
-        time.sleep(0.1)
-    raise AssertionError(f"no runner process for job {job_id}")
+def runner_memory(api: ApiServer, job_id: str) -> tuple[dict[str, str], bytes]:
+    """The job's runner (found by its record's handle): the environment it was started
+    with, as /proc shows it, and its writable memory, where the environment it runs
+    with lives (a runner forked from the template process sets it there). Root reads
+    both though the runner is not dumpable."""
+    record = store_of(api.env, api.data_dir).get(job_id)
+    assert record is not None and record.runner is not None, record
+    pid = record.runner["pid"]
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    started_with = dict(v.split("=", 1) for v in raw.decode().split("\0") if "=" in v)
+    chunks = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb") as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if perms.startswith("rw"):
+                start, end = (int(x, 16) for x in span.split("-"))
+                try:
+                    mem.seek(start)
+                    chunks.append(mem.read(end - start))
+                except OSError:
+                    continue
+    return started_with, b"\0".join(chunks)
+
+
+def environment_entry(memory: bytes, name: str) -> str:
+    """The value of `name` as the C environment holds it (`NAME=value` and a NUL)."""
+    found = re.search(re.escape(name.encode()) + rb"=(\{[^\0]*\})\0", memory)
+    assert found is not None, f"{name} is not in the runner's environment"
+    return found.group(1).decode()
 
 
 def job_users(server: RedisServer) -> set[str]:
@@ -70,16 +83,20 @@ def test_a_runner_holds_only_its_own_jobs_credentials(
     with api.client() as client:
         job_id = submit(client, "acquire", "http", {"url": silent_server, "output": "x"})
         wait_status(client, job_id, "running")
-        env = runner_environ(job_id)
+        started_with, memory = runner_memory(api, job_id)
 
-        text = "\0".join(f"{k}={v}" for k, v in env.items())
-        assert not [name for name in env if name.startswith("AWS_")]
-        assert "ZYRA_REDIS_URL" not in env
-        # (The access key id is in every presigned URL: an identifier, not a secret.)
-        assert s3_server.secret_key not in text
-        assert secured_redis.password and secured_redis.password not in text
+        assert not [name for name in started_with if name.startswith("AWS_")]
+        assert "ZYRA_REDIS_URL" not in started_with
+        assert CREDENTIALS_ENV not in started_with  # the template's clean environment
+        # Nowhere in the runner: the service's own secrets. (The access key id is in
+        # every presigned URL: an identifier, not a secret.)
+        assert secured_redis.password
+        leaked = [name for name, secret in (("the S3 secret key", s3_server.secret_key),
+                                            ("the Redis password", secured_redis.password))
+                  if secret.encode() in memory]  # fmt: skip
+        assert leaked == []
 
-        credentials = JobCredentials.model_validate_json(env[CREDENTIALS_ENV])
+        credentials = JobCredentials.model_validate_json(environment_entry(memory, CREDENTIALS_ENV))
         assert credentials.s3 is not None and credentials.redis_url is not None
         assert urlsplit(credentials.redis_url).username == f"zyra-job-{job_id}"
         assert credentials.s3.upload.key_prefix == f"results/{job_id}/"
