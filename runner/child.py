@@ -122,7 +122,7 @@ def redirect_stdio(stdout_fd: int, stderr_fd: int) -> None:
             setattr(sys, name, open(fd, "w", buffering=1, closefd=False, errors="replace"))  # noqa: SIM115
 
 
-def _reset_logging() -> None:
+def reset_logging() -> None:
     """Undo logging set up by preloaded libraries, so Zyra's own set-up takes
     effect as in a fresh `zyra` process (its INFO lines reach stderr)."""
     root = logging.getLogger()
@@ -145,7 +145,7 @@ def run_zyra(argv: list[str]) -> int:
     """Run Zyra's CLI in this process; the exit code a `zyra` process would have."""
     from runner.zyra_parsers import main
 
-    _reset_logging()
+    reset_logging()
     sys.argv = ["zyra", *argv]
     try:
         code = main(argv)

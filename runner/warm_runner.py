@@ -27,7 +27,7 @@ from typing import NoReturn
 
 from pydantic import BaseModel
 
-from runner.child import exit_code_of, redirect_stdio
+from runner.child import exit_code_of, redirect_stdio, reset_logging
 from runner.zygote_requests import read_request
 
 PR_SET_NAME = 15
@@ -52,6 +52,7 @@ def become_runner(request_fd: int, log_fd: int) -> NoReturn:
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         redirect_stdio(log_fd, log_fd)
+        reset_logging()  # as in a fresh interpreter: no handler left by the warm-up
         os.chdir(request.cwd)
         os.environ.clear()
         os.environ.update(request.env)
