@@ -330,6 +330,8 @@ class TemplateServer:
 
     def _hand_over(self, stdout_fd: int, stderr_fd: int, request: ChildRequest) -> Spare:
         """The spare that now runs `request`; one that died waiting is replaced once."""
+        # A file of our own, not the client's: the client can still write to its memory
+        # file, and must not change a request (its sandbox floor) after it was checked.
         request_fd = request_file(request.model_dump_json().encode())
         try:
             for attempt in range(2):
