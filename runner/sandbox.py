@@ -208,8 +208,22 @@ def _uid_cannot_read(uid: int, gid: int, paths: list[str]) -> str | None:
     return answer or None
 
 
+# A template process's own finding, which the runners it forks inherit: they confine
+# their commands exactly as its sync commands are confined, without probing again
+# (the uid check forks, and a fork of a warm process costs tens of milliseconds).
+_inherited: tuple[SandboxPolicy, SandboxReport] | None = None
+
+
+def keep_for_forks(policy: SandboxPolicy, report: SandboxReport) -> None:
+    """Let processes forked from this one answer `probe(policy)` with `report`."""
+    global _inherited
+    _inherited = (policy.model_copy(deep=True), report.model_copy(deep=True))
+
+
 def probe(policy: SandboxPolicy) -> SandboxReport:
     """What this process can do for its commands; cheap enough for every start-up."""
+    if _inherited is not None and _inherited[0] == policy:
+        return _inherited[1].model_copy(deep=True)
     abi = landlock.abi_version()
     uid = os.geteuid()
     if policy.mode is SandboxMode.OFF:

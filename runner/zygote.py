@@ -65,6 +65,7 @@ from runner.sandbox import (
     SandboxPolicy,
     SandboxReport,
     SandboxUnavailableError,
+    keep_for_forks,
     make_non_dumpable,
     probe,
     require,
@@ -97,6 +98,8 @@ PRELOAD_MODULES = (
     "matplotlib.pyplot",
     "cartopy.crs",
 )
+# What a runner imports (runner/__main__.py): in memory before the runners fork.
+RUNNER_MODULES = ("runner.__main__",)
 MAX_MESSAGE = 1 << 20
 SOCKET_MODE = 0o660  # the pod's group (the API's uid) may connect; others may not
 SEND_TIMEOUT_S = 10.0  # a client that stops reading is dropped, not waited for
@@ -456,8 +459,8 @@ def _prepare(policy: SandboxPolicy) -> tuple[SandboxReport, SandboxUnavailableEr
     return sandbox, None
 
 
-def _hello(sandbox: SandboxReport) -> dict[str, Any]:
-    failed = preload() + zyra_parsers.prebuild() + warm_up()
+def _hello(sandbox: SandboxReport, modules: tuple[str, ...] = PRELOAD_MODULES) -> dict[str, Any]:
+    failed = preload(modules) + zyra_parsers.prebuild() + warm_up()
     # What is here now is shared with every child: out of the collector's sight, a
     # collection in a child does not write to (and so copy) the template's pages.
     gc.collect()
@@ -471,7 +474,9 @@ def serve(sock: socket.socket, policy: SandboxPolicy) -> None:
     if refused is not None:
         _send(sock, {"ready": False, "error": str(refused), "sandbox": sandbox.model_dump()})
         return
-    server = TemplateServer(sandbox, policy.mode, _hello(sandbox), runners=True)
+    keep_for_forks(policy, sandbox)  # the runners it forks probe no more
+    hello = _hello(sandbox, PRELOAD_MODULES + RUNNER_MODULES)
+    server = TemplateServer(sandbox, policy.mode, hello, runners=True)
     server.add_client(sock)
     server.run()
 

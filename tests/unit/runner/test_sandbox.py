@@ -284,3 +284,28 @@ def test_a_read_path_holding_a_service_folder_is_not_granted(tmp_path: Path) -> 
     data.mkdir()
     report = probe(SandboxPolicy(read_paths=[str(tmp_path)], private_paths=[str(data)]))
     assert any(str(tmp_path) in p and str(data) in p for p in report.problems)
+
+
+def test_a_runner_forked_from_a_template_confines_as_the_template_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warm runners take the template's probe (its sync commands run under it) rather
+    than fork again to check the uid; another policy is still probed."""
+    import runner.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "_inherited", None)
+    policy = SandboxPolicy(read_paths=[str(tmp_path)])
+    found = probe(policy)
+    sandbox.keep_for_forks(policy, found)
+
+    def no_fork(*_: object) -> str | None:
+        raise AssertionError("probed again")
+
+    monkeypatch.setattr(sandbox, "_uid_cannot_read", no_fork)
+    assert probe(SandboxPolicy(read_paths=[str(tmp_path)])) == found
+    probe(policy).problems.append("changed by one caller")
+    assert probe(policy) == found  # each caller gets its own copy
+    other = SandboxPolicy(read_paths=[str(tmp_path / "elsewhere")])
+    if os.geteuid() == 0:  # the uid check (a fork) runs only as root
+        with pytest.raises(AssertionError, match="probed again"):
+            probe(other)
