@@ -9,7 +9,13 @@ machine's load weighs on both alike. Every output is compared with the output of
 direct `zyra` run of the same command. Full: about 5 to 10 minutes on 2 busy cores;
 `--quick`: 1 and 8 clients, a few runs each, about a minute.
 
-    .venv/bin/python bench/sync_compare.py [--quick]
+`--sync-executor`: this service's sync runs fork in a separate sync executor
+(`python -m runner.zygote --listen`), as in the chart, instead of the API's own
+template process. `--checkout DIR`: measure another clone of this project (with its
+own `.venv`, e.g. the previous release) as "this service"; two runs of the table,
+one per checkout, compare them, Zyra's API being the yardstick of each.
+
+    .venv/bin/python bench/sync_compare.py [--quick] [--sync-executor] [--checkout DIR]
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from bench.tables import Table, ms
 from bench.zyra_api import EXTRAS, start_zyra_api, stop_zyra_api
 from runner.samples import write_grib2
 from tests.e2e.conftest import API_KEY, ApiServer, start_api, stop_api
+from tests.e2e.sync_executor import SyncExecutor
 
 LEVELS = (1, 4, 8, 16)
 QUICK_LEVELS = (1, 8)  # the levels of the goals
@@ -316,9 +323,15 @@ def goal_notes(table: Table) -> list[str]:
     return notes
 
 
-def measure(quick: bool) -> list[Table]:
+def measure(quick: bool, sync_executor: bool = False, checkout: Path | None = None) -> list[Table]:
+    variant = [
+        *(["quick"] if quick else []),
+        *(["sync executor"] if sync_executor else []),
+        *([f"checkout {checkout}"] if checkout else []),
+    ]
     table = Table(
-        "1. Sync runs: this service vs Zyra's bundled API" + (" (quick)" if quick else ""),
+        "1. Sync runs: this service vs Zyra's bundled API"
+        + (f" ({', '.join(variant)})" if variant else ""),
         ["workload", "clients", f"{SERVICE} p50 / p95 ms", f"{ZYRA_API} p50 / p95 ms",
          "p50 ratio", f"{SERVICE} runs/s", f"{ZYRA_API} runs/s", "runs/s ratio",
          "fresh `zyra` p50 / p95 ms", "identical outputs (this · Zyra's API)",
@@ -328,7 +341,14 @@ def measure(quick: bool) -> list[Table]:
     try:
         workloads = make_inputs(tmp / "inputs")  # apart: an allowed prefix may not hold data
         with ExitStack() as stack:
-            service = start_api(tmp / "service", tmp / "inputs")
+            env = {}
+            if sync_executor:
+                executor = SyncExecutor(tmp / "pod" / "executor.sock", tmp / "executor.log")
+                executor.start()
+                stack.callback(executor.stop)
+                env = {"ZYRA_SYNC_EXECUTOR_SOCKET": str(executor.socket),
+                       "ZYRA_WORK_DIR": str(tmp / "pod" / "work")}  # fmt: skip
+            service = start_api(tmp / "service", tmp / "inputs", checkout=checkout, **env)
             stack.callback(stop_api, service)
             contenders = Contenders(service, tmp)
             stack.callback(contenders.close)
@@ -364,11 +384,22 @@ def measure(quick: bool) -> list[Table]:
         f"{GOAL_RUNS_CLIENTS} clients ≥ {GOAL_RUNS_RATIO}, every output identical.",
         *goal_notes(table),
     ]
+    if sync_executor:
+        table.notes.append(
+            "Sync executor: this service's sync runs forked by a `python -m runner.zygote "
+            "--listen` process of their own (the chart's sync-executor container), reached "
+            "through its socket, not by the API's own template process."
+        )
     return [table]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 and 8 clients, fewer runs")
-    for t in measure(parser.parse_args().quick):
+    parser.add_argument("--sync-executor", action="store_true",
+                        help="sync runs in a sync executor process, as in the chart")  # fmt: skip
+    parser.add_argument("--checkout", type=Path,
+                        help="another clone (with its .venv) measured as this service")  # fmt: skip
+    args = parser.parse_args()
+    for t in measure(args.quick, args.sync_executor, args.checkout):
         print(t.markdown())
