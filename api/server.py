@@ -46,6 +46,7 @@ from runner.execute import CommandExecutor, Zygote
 from runner.quotas import MB
 from runner.sandbox import SandboxReport, make_non_dumpable
 from runner.storage import S3Storage, make_storage
+from runner.template_pool import TemplatePool
 
 log = logging.getLogger("zyra.server")
 
@@ -76,7 +77,9 @@ def _reconcile_until_done(service: JobService) -> None:
             delay = min(delay * 2, 30.0)
 
 
-def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygote) -> JobService:
+def build_job_service(
+    settings: Settings, catalog: CommandCatalog, zygote: Zygote | TemplatePool
+) -> JobService:
     env = command_environment(settings)
     events_db = settings.data_dir / "events.sqlite3"
     store: JobStore
@@ -121,7 +124,10 @@ def build_job_service(settings: Settings, catalog: CommandCatalog, zygote: Zygot
 
 
 def _backend(
-    settings: Settings, runner_env: dict[str, str], events: EventLog, zygote: Zygote
+    settings: Settings,
+    runner_env: dict[str, str],
+    events: EventLog,
+    zygote: Zygote | TemplatePool,
 ) -> Callable[[RunnerReports], Backend]:
     """What builds the backend of ZYRA_BACKEND, once the service it reports to exists."""
     if settings.backend == "kubernetes":
@@ -200,6 +206,17 @@ def _make_private(settings: Settings, sandbox: SandboxReport) -> None:
             log.warning("could not make %s private: %s", folder, exc)
 
 
+def _templates(settings: Settings) -> Zygote | TemplatePool:
+    """The sync executor's client, or the API's own template processes."""
+    if settings.sync_executor_socket is not None:
+        env = command_environment(settings)
+        return Zygote(env, settings.sandbox_policy, socket_path=settings.sync_executor_socket)
+    return TemplatePool([
+        Zygote(command_environment(settings), settings.sandbox_policy)
+        for _ in range(settings.template_processes)
+    ])  # fmt: skip
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     unsupported = _unsupported(settings)
@@ -214,11 +231,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         policy = ExposurePolicy(tuple(settings.stages), tuple(settings.commands_deny))
         catalog = await anyio.to_thread.run_sync(CommandCatalog.from_zyra, policy)
-        zygote = Zygote(
-            command_environment(settings),
-            settings.sandbox_policy,
-            socket_path=settings.sync_executor_socket,
-        )
+        zygote = _templates(settings)
         # ZYRA_SANDBOX=required on a machine that cannot confine, or a sync executor that
         # does not answer within the start timeout: the start fails here.
         await anyio.to_thread.run_sync(zygote.start)

@@ -16,6 +16,7 @@ from runner.catalog import DEFAULT_STAGES, STAGE_SOURCES
 from runner.outbound import OutboundPolicy, parse_networks
 from runner.quotas import MB, RunQuotas
 from runner.sandbox import SandboxMode, SandboxPolicy
+from runner.template_pool import default_size as default_template_processes
 
 DEFAULT_DATA_DIR = Path(tempfile.gettempdir()) / "zyra-orchestrator"
 
@@ -271,6 +272,27 @@ class Settings(BaseSettings):
         "PATH`, a container of its own: no secrets, another uid in the pod's group). Sync "
         "runs fork there instead of in a template process of the API; unset: the API's own.",
     )
+    template_processes: int = Field(
+        default_factory=default_template_processes,
+        ge=1,
+        le=64,
+        description="Template processes of the API's own that fork sync runs (and, with "
+        "the local backend, runners); each request goes to the least busy. Each holds a "
+        "copy of Zyra's stack (a few hundred MB); one forks about 80 runs a second. "
+        "Not with ZYRA_SYNC_EXECUTOR_SOCKET.",
+        json_schema_extra={"shown_default": "one per 8 CPUs, at least 1"},
+    )
+
+    @model_validator(mode="after")
+    def _templates_are_ours(self) -> Settings:
+        if self.sync_executor_socket is None or "template_processes" not in self.model_fields_set:
+            return self
+        raise ValueError(
+            "ZYRA_TEMPLATE_PROCESSES sets the API's own template processes, and "
+            "ZYRA_SYNC_EXECUTOR_SOCKET replaces them with a sync executor (one process, "
+            "shared by every API replica): give one or the other"
+        )
+
     backend: Literal["local", "kubernetes"] = Field(
         "local", description="Where async runs execute."
     )

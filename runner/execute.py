@@ -332,6 +332,12 @@ class Zygote:
         return pending.started.result(timeout=30), pending.finished
 
     @property
+    def busy(self) -> int:
+        """Commands and runners handed over and not finished yet."""
+        with self._lock:
+            return len(self._pending)
+
+    @property
     def starts_runners(self) -> bool:
         """Whether it can fork runners (runner/warm_runner.py): the API's own template
         process can, a sync executor never does."""

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from runner.samples import write_grib2
-from tests.e2e.conftest import ApiServer
+from tests.e2e.conftest import ApiServer, start_api, stop_api
 from tests.e2e.sync_executor import children, command_pids
 
 MAP_FLAGS = {"no_coastline": True, "no_borders": True, "no_gridlines": True}
@@ -301,3 +301,27 @@ def test_a_lost_template_process_is_503_then_replaced(
         {"input": str(inputs / "field.npy"), "output": "again.png", **MAP_FLAGS},
     )  # fmt: skip
     assert body["exit_code"] == 0
+
+
+def test_with_two_template_processes_runs_at_once_are_forked_by_both(
+    tmp_path: Path, inputs: Path, silent_server: str
+) -> None:
+    """ZYRA_TEMPLATE_PROCESSES=2: two template processes, each run to the least busy."""
+    api = start_api(tmp_path / "api", inputs, ZYRA_TEMPLATE_PROCESSES="2")
+    try:
+        templates = children(api.process.pid)
+        assert len(templates) == 2
+        heatmap = {"input": str(inputs / "field.npy"), "output": "h.png", **MAP_FLAGS}
+        with (
+            api.client() as client,
+            hanging_command(api, client, silent_server, 60) as (a, _),
+            hanging_command(api, client, silent_server, 60) as (b, _),
+        ):
+            forked_by = {t for t in templates for pid in (a, b) if pid in command_pids(t)}
+            assert forked_by == templates
+            body = run(client, "visualize", "heatmap", heatmap)
+            assert body["exit_code"] == 0 and download(client, body["job_id"])[:8] == PNG_MAGIC
+            os.kill(a, signal.SIGKILL)
+            os.kill(b, signal.SIGKILL)
+    finally:
+        stop_api(api)

@@ -124,6 +124,9 @@ def default_of(field: FieldInfo, earlier: dict[str, Any]) -> Any:
 
 
 def show_default(value: Any, field: FieldInfo) -> str:
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("shown_default"), str):
+        return str(extra["shown_default"])  # computed from the machine: say how instead
     if value is PydanticUndefined:
         return "required"
     if value is None:

@@ -62,3 +62,18 @@ def test_zero_turns_each_run_limit_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZYRA_RUN_MEMORY_LIMIT_MB", "10")  # too small to start Python
     with pytest.raises(ValidationError, match="run_memory_limit_mb"):
         Settings()
+
+
+def test_template_processes_are_the_apis_own_not_a_sync_executors(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ZYRA_TEMPLATE_PROCESSES", "3")
+    assert Settings().template_processes == 3
+    monkeypatch.setenv("ZYRA_SYNC_EXECUTOR_SOCKET", str(tmp_path / "executor.sock"))
+    with pytest.raises(ValidationError, match="give one or the other"):
+        Settings()
+    monkeypatch.delenv("ZYRA_TEMPLATE_PROCESSES")
+    assert Settings().sync_executor_socket == tmp_path / "executor.sock"  # the default yields
+    monkeypatch.setenv("ZYRA_TEMPLATE_PROCESSES", "0")
+    with pytest.raises(ValidationError, match="template_processes"):
+        Settings()
