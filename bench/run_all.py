@@ -23,9 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.tables import REPO, Table, machine
 
-# In the order of issue 14's tables: (1) sync runs against Zyra's own API, (2) async
-# start, (3) event latency, (4) GET /jobs/{id} requests/s, (5) transfers.
-MODULES = ("sync_compare", "async_start", "event_latency", "jobs_get_rps", "transfer")
+# In the order of issue 14's tables: (1) sync runs against Zyra's own API, and where
+# a sync run's CPU goes, (2) async start, (3) event latency, (4) GET /jobs/{id}
+# requests/s, (5) transfers.
+MODULES = ("sync_compare", "sync_cpu", "async_start", "event_latency", "jobs_get_rps",
+           "transfer")  # fmt: skip
 OUTPUT = REPO / "docs" / "benchmarks.md"
 
 

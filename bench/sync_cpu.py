@@ -1,0 +1,181 @@
+"""Where a sync run's CPU goes: the API, its template process, the command's process;
+and what a fork adds to the command itself, against Zyra's in-process call.
+
+Part 1 runs the heatmap of table 1 through this service (one client, then 8 at once)
+and reads, from /proc, the CPU time (user + system) and minor page faults that the API
+process, the template process and the command processes (the template's reaped
+children) spent per run. Part 2 runs the same heatmap in one warm Python process,
+first by calling Zyra's `cli.main` again in that process (what Zyra's own API does),
+then in a child forked from it after `gc.freeze()` (what this service does, minus
+everything around it), each child's CPU and faults read from getrusage.
+
+    .venv/bin/python bench/sync_cpu.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.sync_compare import FRESH, make_inputs
+from bench.tables import Table
+from tests.e2e.conftest import API_KEY, start_api, stop_api
+from tests.e2e.sync_executor import children
+
+TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A process's CPU time and minor faults so far: its own and its reaped children's."""
+
+    cpu_ms: float
+    faults: int
+    children_cpu_ms: float
+    children_faults: int
+
+    @classmethod
+    def of(cls, pid: int) -> Usage:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # After the name: minflt 8, cminflt 9, utime 11, stime 12, cutime 13, cstime 14.
+        return cls(
+            (int(fields[11]) + int(fields[12])) * TICK_MS, int(fields[7]),
+            (int(fields[13]) + int(fields[14])) * TICK_MS, int(fields[8]),
+        )  # fmt: skip
+
+
+def through_the_service(runs: int, clients: int, body: dict, service_url: str,
+                        api_pid: int) -> list[list[str]]:  # fmt: skip
+    [template] = children(api_pid)
+    with httpx.Client(base_url=service_url, headers={"X-API-Key": API_KEY}, timeout=300,
+                      limits=FRESH) as client:  # fmt: skip
+
+        def one(_: int) -> int:
+            return client.post("/cli/run", json=body).json()["exit_code"]
+
+        for _ in range(3):
+            one(0)  # warm: first runs of a command import what it needs
+        before = {pid: Usage.of(pid) for pid in (api_pid, template)}
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            codes = list(pool.map(one, range(runs)))
+        wall = time.perf_counter() - started
+        after = {pid: Usage.of(pid) for pid in (api_pid, template)}
+    if set(codes) != {0}:
+        raise RuntimeError(f"runs failed: exit codes {codes}")
+    api = (after[api_pid].cpu_ms - before[api_pid].cpu_ms) / runs
+    own = (after[template].cpu_ms - before[template].cpu_ms) / runs
+    command = (after[template].children_cpu_ms - before[template].children_cpu_ms) / runs
+    faults = (after[template].children_faults - before[template].children_faults) / runs
+    level = f"this service, {clients} client{'s' if clients > 1 else ''}"
+    return [
+        [level, "API process", f"{api:.1f}", "-", f"{runs / wall:.1f} runs/s"],
+        [level, "template process (forks, hand-over)", f"{own:.1f}", "-", ""],
+        [level, "command process (forked child)", f"{command:.1f}", f"{faults:.0f}", ""],
+        [level, "all three", f"{api + own + command:.1f}", "-", ""],
+    ]
+
+
+def in_one_process(runs: int, argv: list[str]) -> dict[str, float]:
+    """Zyra's heatmap called again in a warm process, then in children forked from it
+    (run in a process of its own, as `--probe`)."""
+    from zyra.cli import main
+
+    def call() -> None:
+        with contextlib.suppress(SystemExit):  # zyra's main exits with the code
+            main(argv)
+
+    for _ in range(3):
+        call()
+    cpu, wall, faults = time.process_time(), time.perf_counter(), resource.getrusage(0).ru_minflt
+    for _ in range(runs):
+        call()
+    result = {
+        "in_cpu_ms": (time.process_time() - cpu) * 1000 / runs,
+        "in_wall_ms": (time.perf_counter() - wall) * 1000 / runs,
+        "in_faults": (resource.getrusage(0).ru_minflt - faults) / runs,
+    }
+    gc.collect()
+    gc.freeze()  # as the template does
+    before, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    for _ in range(runs):
+        pid = os.fork()
+        if pid == 0:
+            call()
+            os._exit(0)
+        os.waitpid(pid, 0)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result |= {
+        "fork_cpu_ms": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        * 1000 / runs,
+        "fork_sys_ms": (after.ru_stime - before.ru_stime) * 1000 / runs,
+        "fork_wall_ms": (time.perf_counter() - wall) * 1000 / runs,
+        "fork_faults": (after.ru_minflt - before.ru_minflt) / runs,
+    }  # fmt: skip
+    return result
+
+
+def measure(quick: bool) -> list[Table]:
+    runs = 12 if quick else 40
+    table = Table(
+        "Where a sync run's CPU goes (heatmap of table 1)" + (" (quick)" if quick else ""),
+        ["how it ran", "process", "CPU ms per run", "minor faults per run", "throughput"],
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="zyra-bench-cpu-"))
+    [heatmap, *_] = make_inputs(tmp / "inputs")
+    service = start_api(tmp / "service", tmp / "inputs")
+    try:
+        for clients in (1, 8):
+            for row in through_the_service(runs, clients, heatmap.body("output.png"),
+                                           service.url, service.process.pid):  # fmt: skip
+                table.add(*row)
+    finally:
+        stop_api(service)
+    probe = subprocess.run(
+        [sys.executable, __file__, "--probe", str(runs), json.dumps(heatmap.argv(tmp / "o.png"))],
+        capture_output=True, text=True, check=True, cwd=tmp,
+    )  # fmt: skip
+    found = json.loads(probe.stdout.splitlines()[-1])
+    table.add("Zyra's `cli.main` again in one warm process", "that process",
+              f"{found['in_cpu_ms']:.1f}", f"{found['in_faults']:.0f}",
+              f"{found['in_wall_ms']:.0f} ms a run")  # fmt: skip
+    table.add("the same, each run in a child forked from it", "the child",
+              f"{found['fork_cpu_ms']:.1f} (system {found['fork_sys_ms']:.1f})",
+              f"{found['fork_faults']:.0f}", f"{found['fork_wall_ms']:.0f} ms a run")  # fmt: skip
+    table.notes += [
+        f"{runs} runs at each level. CPU: user + system time from /proc/PID/stat (the "
+        "command processes' as the template's reaped children), divided by the runs; "
+        "minor faults likewise (a fault is a page the process touched for the first time: "
+        "a copy-on-write copy of a template page, or a new zeroed one).",
+        "The forked child does the same work as the warm process, plus copying each "
+        "template page it writes to (Python's reference counts write to every object it "
+        "touches) and faulting in fresh memory that a process reusing its own heap "
+        "already has: that is the difference between the last two rows, mostly system "
+        "time. Zyra's own API runs commands in its server process, without that cost and "
+        "without any isolation; this service gives every run a process of its own.",
+    ]
+    return [table]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--probe"]:
+        print(json.dumps(in_one_process(int(sys.argv[2]), json.loads(sys.argv[3]))))
+        raise SystemExit(0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs")
+    for t in measure(parser.parse_args().quick):
+        print(t.markdown())
