@@ -17,10 +17,11 @@ import logging
 import os
 import resource
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 from pydantic import BaseModel, Field
@@ -37,6 +38,8 @@ from runner.sandbox import (
 )
 
 PR_SET_PDEATHSIG = 1
+
+EXIT_CODE = struct.Struct("i")  # how a command reports its exit code (`report`)
 
 
 class ResourceLimits(BaseModel):
@@ -99,15 +102,22 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def redirect_stdio(stdout_fd: int, stderr_fd: int) -> None:
+def redirect_stdio(stdout_fd: int, stderr_fd: int, keep: int | None = None) -> None:
+    """stdin from /dev/null, stdout and stderr to the given descriptors; every other
+    descriptor closed but `keep`."""
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(stdout_fd, 1)
     os.dup2(stderr_fd, 2)
-    for fd in {devnull, stdout_fd, stderr_fd} - {0, 1, 2}:
+    for fd in {devnull, stdout_fd, stderr_fd} - {0, 1, 2, keep}:
         os.close(fd)
     # Nothing the parent had open (sockets, databases, other jobs' pipes) comes along.
-    os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if keep is None:
+        os.closerange(3, limit)
+    else:
+        os.closerange(3, keep)
+        os.closerange(keep + 1, limit)
     # sys.stdout/stderr must write to descriptors 1 and 2 (a host that swapped them, like
     # pytest's capture, gets fresh ones); lines reach a watching client as written.
     for fd, name in ((1, "stdout"), (2, "stderr")):
@@ -162,20 +172,21 @@ def become_command(
     stdout_fd: int,
     stderr_fd: int,
     sandbox: SandboxReport,
-    report: Callable[[int], None] | None = None,
+    report: socket.socket | None = None,
 ) -> NoReturn:
     """Turn this freshly forked process into the command; never returns. `sandbox` is
     what the launcher found this machine offers (runner.sandbox.probe). `report`, when
-    given, is told the exit code once the command's output is complete, before the
-    process exits: tearing down a large forked address space takes longer than many
-    commands, and the caller need not wait for it."""
+    given, gets the exit code (struct "i") once the command's output is complete, before
+    the process exits: tearing down a large forked address space takes longer than many
+    commands, and the caller need not wait for it. The command holds that socket while
+    it runs; all it could say there is an exit code of its own, as by exiting."""
     code = 1
     try:
         die_with_parent()
         os.setsid()
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        redirect_stdio(stdout_fd, stderr_fd)
+        redirect_stdio(stdout_fd, stderr_fd, keep=report.fileno() if report else None)
         os.chdir(request.cwd)
         os.environ.clear()
         os.environ.update(request.env)
@@ -202,7 +213,7 @@ def become_command(
         if report is not None:
             _end_output()
             with contextlib.suppress(Exception):
-                report(code)
+                report.send(EXIT_CODE.pack(code))
         os._exit(code)
 
 

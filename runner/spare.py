@@ -23,16 +23,14 @@ import contextlib
 import os
 import signal
 import socket
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
-from runner.child import ChildRequest, become_command, die_with_parent
+from runner.child import EXIT_CODE, ChildRequest, become_command, die_with_parent
 from runner.sandbox import SandboxReport
 from runner.zygote_requests import REQUEST_FDS, read_request
 
-_CODE = struct.Struct("i")
 RUN = b"run"
 TAKEN = b"ok"
 TAKE_TIMEOUT_S = 5.0  # a spare that is alive answers at once
@@ -72,10 +70,10 @@ class Spare:
         """The code the command reported (call when the socket is readable); None if it
         ended without one (killed, or crashed before it could say)."""
         try:
-            data = self.sock.recv(_CODE.size)
+            data = self.sock.recv(EXIT_CODE.size)
         except OSError:
             return None
-        return _CODE.unpack(data)[0] if len(data) == _CODE.size else None
+        return EXIT_CODE.unpack(data)[0] if len(data) == EXIT_CODE.size else None
 
     def retire(self) -> None:
         self.sock.close()
@@ -97,6 +95,4 @@ def _wait_and_run(sock: socket.socket, sandbox: SandboxReport) -> NoReturn:
         sock.send(TAKEN)
     except BaseException:
         os._exit(1)  # the template checked the request: this is not expected
-    become_command(
-        request, stdout_fd, stderr_fd, sandbox, report=lambda c: sock.send(_CODE.pack(c))
-    )
+    become_command(request, stdout_fd, stderr_fd, sandbox, report=sock)
