@@ -56,7 +56,8 @@ def main() -> None:
     )
     cancel = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
-    executor = CommandExecutor(ForkSpawner(sandbox), kill_grace_s=spec.kill_grace_s)
+    spawner = ForkSpawner(sandbox, early_report=True)  # a runner forks nothing else
+    executor = CommandExecutor(spawner, kill_grace_s=spec.kill_grace_s)
     place = JobPlace(log, storage, executor, sandbox, flush_wait_s=flush_wait_s())
     raise SystemExit(run_job(spec, place, cancel).exit_code)
 

@@ -28,7 +28,12 @@ from pydantic import BaseModel, Field
 
 from runner import socket_guard
 from runner.outbound import OutboundPolicy
-from runner.reaper import become_subreaper
+from runner.reaper import (
+    become_subreaper,
+    children,
+    children_list_of_this_thread,
+    reap_strays,
+)
 from runner.sandbox import (
     SANDBOX_EXIT_CODE,
     SandboxPolicy,
@@ -181,6 +186,7 @@ def become_command(
     commands, and the caller need not wait for it. The command holds that socket while
     it runs; all it could say there is an exit code of its own, as by exiting."""
     code = 1
+    own_children = children
     try:
         die_with_parent()
         os.setsid()
@@ -193,6 +199,7 @@ def become_command(
         tempfile.tempdir = None  # recomputed from this job's TMPDIR
         os.umask(request.sandbox.umask)
         become_subreaper()
+        own_children = children_list_of_this_thread()  # before /proc is shut to it
         _apply_limits(request.limits)
         confine(request.sandbox, sandbox, request.writable)
         # What Zyra connects to by itself (redirects, pages, a name resolving anew) is held
@@ -211,6 +218,10 @@ def become_command(
         # Whatever happened above, this process never returns into its parent's code.
         _flush_quietly(sys.stdout, sys.stderr)
         if report is not None:
+            # Nothing the command started may go on writing after the code is out: as a
+            # subreaper this process is the parent of every descendant left behind.
+            with contextlib.suppress(Exception):
+                reap_strays(listing=own_children)
             _end_output()
             with contextlib.suppress(Exception):
                 report.send(EXIT_CODE.pack(code))

@@ -33,7 +33,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from runner.child import ChildRequest, become_command
+from runner.child import EXIT_CODE, ChildRequest, become_command
 from runner.lifecycle import ExitReason
 from runner.outputs import looks_binary
 from runner.quotas import CHECK_INTERVAL_S, RunQuotas, disk_usage
@@ -105,8 +105,14 @@ class ForkSpawner:
     The runner is a subreaper (runner.reaper), so what the command leaves behind comes
     back to it and is killed once the command has exited."""
 
-    def __init__(self, sandbox: SandboxReport) -> None:
+    def __init__(self, sandbox: SandboxReport, early_report: bool = False) -> None:
+        """`early_report`: the command's exit code counts as soon as it says it (its
+        output complete, what it started killed), before its process has exited; the
+        wait for it and the backstop that kills strays go on in the background. Only
+        for a process that forks nothing else meanwhile (a runner): the backstop kills
+        any child that is not one of this process's when the command started."""
         self.sandbox = sandbox
+        self.early_report = early_report
 
     def spawn(
         self, request: ChildRequest, stdout_fd: int, stderr_fd: int
@@ -114,15 +120,25 @@ class ForkSpawner:
         sys.stdout.flush()
         sys.stderr.flush()
         others = set(children())  # not the command's: never strays
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
-            become_command(request, stdout_fd, stderr_fd, self.sandbox)
+            ours.close()
+            become_command(request, stdout_fd, stderr_fd, self.sandbox, report=theirs)
+        theirs.close()
         finished: Future[int] = Future()
 
         def wait() -> None:
+            # The exit code as soon as the output is complete (runner/child.py); the
+            # teardown of the child, a copy of this warm process, is not waited for.
+            with ours:
+                report = ours.recv(EXIT_CODE.size)
+            if self.early_report and len(report) == EXIT_CODE.size:
+                finished.set_result((EXIT_CODE.unpack(report)[0] & 0xFF) << 8)
             status = os.waitpid(pid, 0)[1]
             reap_strays(keep=others)
-            finished.set_result(status)
+            if not finished.done():  # it ended without saying (killed): its wait status
+                finished.set_result(status)
 
         threading.Thread(target=wait, daemon=True).start()
         return pid, finished

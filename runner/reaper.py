@@ -13,10 +13,25 @@ import contextlib
 import ctypes
 import os
 import signal
-from collections.abc import Collection
+import threading
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
+
+
+def children_list_of_this_thread() -> Callable[[], list[int]]:
+    """This thread's children, from a file opened now: a command confined afterwards
+    (Landlock shuts /proc) still reads it. Empty once the file cannot be read."""
+    fd = os.open(f"/proc/self/task/{threading.get_native_id()}/children", os.O_RDONLY)
+
+    def listing() -> list[int]:
+        try:
+            return [int(pid) for pid in os.pread(fd, 1 << 16, 0).split()]
+        except (OSError, ValueError):
+            return []
+
+    return listing
 
 
 def become_subreaper() -> None:
@@ -38,21 +53,21 @@ def children() -> list[int]:
     return found
 
 
-def kill_strays(keep: Collection[int]) -> list[int]:
+def kill_strays(keep: Collection[int], listing: Callable[[], list[int]] = children) -> list[int]:
     """SIGKILL every child not in `keep` (running commands, children that are not a
     command's); the pids signalled. The caller reaps them (and the orphans they had,
-    which come to it next)."""
-    strays = [pid for pid in children() if pid not in keep]
+    which come to it next). `listing`: how this process's children are found."""
+    strays = [pid for pid in listing() if pid not in keep]
     for pid in strays:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return strays
 
 
-def reap_strays(keep: Collection[int] = ()) -> int:
+def reap_strays(keep: Collection[int] = (), listing: Callable[[], list[int]] = children) -> int:
     """Kill and reap strays until none is left (for a launcher that waits itself)."""
     total = 0
-    while strays := kill_strays(keep):
+    while strays := kill_strays(keep, listing):
         total += len(strays)
         for pid in strays:
             with contextlib.suppress(ChildProcessError):
