@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
@@ -76,6 +76,17 @@ class KubernetesSettings(BaseModel):
         default_factory=list,
         description="`tolerations` of runner pods.",
     )
+    volumes: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="More `volumes` of runner pods: a data volume whose paths "
+        "ZYRA_ALLOWED_PATH_PREFIXES allows (mount it with ZYRA_K8S__VOLUME_MOUNTS).",
+    )
+    volume_mounts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="More `volumeMounts` of the runner container, always read-only: a data "
+        "volume at the same path as in the sync executor, so async runs read what sync "
+        "runs read.",
+    )
     requests: dict[str, str] = Field(
         default_factory=lambda: {"cpu": "250m", "memory": "512Mi"},
         description=(
@@ -115,6 +126,35 @@ class KubernetesSettings(BaseModel):
     plain_env: dict[str, str] = Field(
         default_factory=dict, description="Non-secret runner settings (storage kind, bucket…)."
     )
+
+    @model_validator(mode="after")
+    def _data_volumes_fit_the_pod(self) -> KubernetesSettings:
+        # Checked at start-up: a bad entry would otherwise fail every async run's Job.
+        own = {"work", "tmp"}
+        names = [volume.get("name") for volume in self.volumes]
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise ValueError("ZYRA_K8S__VOLUMES: every volume needs a `name`")
+            if name in own or names.count(name) > 1:
+                raise ValueError(
+                    f"ZYRA_K8S__VOLUMES: volume name {name!r} is taken (work and tmp are "
+                    "the runner's own; names must be unique)"
+                )
+        for mount in self.volume_mounts:
+            name, path = mount.get("name"), mount.get("mountPath")
+            if name not in names:
+                raise ValueError(
+                    f"ZYRA_K8S__VOLUME_MOUNTS: mount of {name!r} names no volume of "
+                    f"ZYRA_K8S__VOLUMES (declared: {names})"
+                )
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ValueError(f"ZYRA_K8S__VOLUME_MOUNTS: {name!r} needs an absolute `mountPath`")
+            if any(_pod_paths_overlap(path, own_path) for own_path in (self.work_mount, "/tmp")):
+                raise ValueError(
+                    f"ZYRA_K8S__VOLUME_MOUNTS: {path} overlaps the runner's own "
+                    f"{self.work_mount} or /tmp"
+                )
+        return self
 
 
 class Settings(BaseSettings):
@@ -666,6 +706,12 @@ class Settings(BaseSettings):
             if value:
                 env[name] = value
         return env
+
+
+def _pod_paths_overlap(a: str, b: str) -> bool:
+    # Paths inside a pod: compared as written, never resolved on the API's host.
+    first, second = PurePosixPath(a), PurePosixPath(b)
+    return first == second or first in second.parents or second in first.parents
 
 
 def _holds(outer: str | Path, inner: str | Path) -> bool:

@@ -136,6 +136,8 @@ def job_manifest(
         "volumeMounts": [
             {"name": "work", "mountPath": k8s.work_mount},
             {"name": "tmp", "mountPath": "/tmp"},
+            # Data the allowed path prefixes name; read-only, so no run alters another's input.
+            *({**mount, "readOnly": True} for mount in k8s.volume_mounts),
         ],
     }
     pod_spec: dict[str, Any] = {
@@ -152,6 +154,7 @@ def job_manifest(
         "volumes": [
             {"name": "work", "emptyDir": {"sizeLimit": k8s.work_size_limit}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+            *k8s.volumes,
         ],
     }
     if k8s.service_account:

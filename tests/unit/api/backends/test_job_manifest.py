@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from pydantic import ValidationError
+
 from api.backends.job_manifest import (
     credentials_secret,
     job_manifest,
@@ -113,6 +116,42 @@ def test_pod_is_locked_down() -> None:
     assert pod["nodeSelector"] == {"pool": "batch"}
     assert pod["tolerations"][0]["key"] == "batch"
     assert container["command"] == ["python", "-m", "runner"]
+
+
+def test_a_data_volume_is_mounted_read_only_beside_the_runners_own() -> None:
+    data = {"name": "data", "persistentVolumeClaim": {"claimName": "grids"}}
+    mount = {"name": "data", "mountPath": "/data", "readOnly": False}
+    k8s = settings(volumes=[data], volume_mounts=[mount])
+    pod = job_manifest(spec(), "visualize", "heatmap", k8s)["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["work", "tmp", "data"]
+    assert pod["volumes"][2] == data
+    [container] = pod["containers"]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/work", "/tmp", "/data"]
+    # A run never writes into shared input data, whatever the operator wrote.
+    assert container["volumeMounts"][2] == {"name": "data", "mountPath": "/data", "readOnly": True}
+
+
+@pytest.mark.parametrize(
+    ("volumes", "mounts", "named"),
+    [
+        ([{"name": "work", "emptyDir": {}}], [], "'work' is taken"),
+        ([{"name": "d", "emptyDir": {}}, {"name": "d", "emptyDir": {}}], [], "'d' is taken"),
+        ([{"emptyDir": {}}], [], "needs a `name`"),
+        ([], [{"name": "data", "mountPath": "/data"}], "names no volume"),
+        ([{"name": "data", "emptyDir": {}}], [{"name": "data", "mountPath": "data"}], "absolute"),
+        (
+            [{"name": "data", "emptyDir": {}}],
+            [{"name": "data", "mountPath": "/work/in"}],
+            "overlaps",
+        ),
+        ([{"name": "data", "emptyDir": {}}], [{"name": "data", "mountPath": "/"}], "overlaps"),
+    ],
+)
+def test_a_data_volume_that_would_break_every_job_is_refused_at_start_up(
+    volumes: list[dict], mounts: list[dict], named: str
+) -> None:
+    with pytest.raises(ValidationError, match=named):
+        settings(volumes=volumes, volume_mounts=mounts)
 
 
 def test_label_values_are_made_valid() -> None:
