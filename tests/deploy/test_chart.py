@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from api.backends.job_manifest import labels_for
+from api.backends.job_manifest import job_manifest, labels_for
 from api.resources import RunResources
 from api.security.oauth2 import ASYMMETRIC_ALGORITHMS
 from api.settings import Settings
 from runner.catalog import STAGE_SOURCES
+from runner.spec import JobSpec
 from tests.deploy.chart import (
     CHART,
     VALUE_SETS,
@@ -261,9 +262,45 @@ def test_the_api_pods_secrets_are_not_in_the_sync_executors_environment(
     assert not leaked
 
 
+def test_input_data_is_one_read_only_volume_at_one_path_for_sync_and_async_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a command may name by path is readable where it runs: in the sync executor
+    and in every runner pod the API creates, at the path the API allows, never writable."""
+    claim = {"inputData.volume.persistentVolumeClaim.claimName": "grids"}
+    rendered = render(sets={"inputData.mountPath": "/data", **claim})
+    [volume] = [v for v in rendered.api_pod()["volumes"] if v["name"] == "input-data"]
+    assert volume == {"name": "input-data", "persistentVolumeClaim": {"claimName": "grids"}}
+    sync_mounts = [m for m in rendered.container(SYNC)["volumeMounts"] if m["name"] == "input-data"]
+    assert sync_mounts == [{"name": "input-data", "mountPath": "/data", "readOnly": True}]
+    assert "input-data" not in {m["name"] for m in rendered.container("api")["volumeMounts"]}
+    env = rendered.api_env(lambda var: "redis://existing" if "REDIS" in var else "existing")
+    for name in [n for n in os.environ if n.startswith("ZYRA_")]:
+        monkeypatch.delenv(name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.allowed_path_prefixes == ["/data"]
+    run = JobSpec(job_id="j1", argv=["visualize", "heatmap", "--input=/data/t.npy"],
+                  timeout_s=60, env={}, work_root="/work/j1")  # fmt: skip
+    pod = job_manifest(run, "visualize", "heatmap", settings.k8s)["spec"]["template"]["spec"]
+    assert {"name": "input-data", "persistentVolumeClaim": {"claimName": "grids"}} in pod["volumes"]
+    [runner] = pod["containers"]
+    assert {"name": "input-data", "mountPath": "/data", "readOnly": True} in runner["volumeMounts"]
+
+
+def test_without_input_data_nothing_is_mounted_and_no_path_is_allowed() -> None:
+    rendered = render()
+    assert "input-data" not in {v["name"] for v in rendered.api_pod()["volumes"]}
+    env = rendered.api_env(lambda _: "existing")
+    assert "ZYRA_ALLOWED_PATH_PREFIXES" not in env and "ZYRA_K8S__VOLUMES" not in env
+
+
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
+        ({"inputData.mountPath": "data"}, "/inputData/mountPath"),
+        ({"inputData.volume.name": "x"}, "/inputData/volume"),
         ({"replicaCont": 3}, "additional properties 'replicaCont' not allowed"),
         ({"runner.resources.limits.memory": "4 GB"}, "/runner/resources/limits/memory"),
         ({"apiKeys.keys.ops": "short"}, "/apiKeys/keys/ops"),
