@@ -12,6 +12,11 @@ import pytest
 from runner.catalog import CommandCatalog
 from runner.samples import write_grib2, write_series
 from tests.oidc import LoopbackIssuer
+from tests.project_images import (  # noqa: F401  (a hook and a fixture, found by name)
+    image_tarballs,
+    pytest_collection_modifyitems,
+    pytest_terminal_summary,
+)
 from tests.services import RedisServer, S3Server
 
 
