@@ -1,31 +1,36 @@
-"""Session fixtures: a real Kubernetes control plane and a node agent playing the kubelet."""
+"""Session fixtures: one whole cluster with a real node (`cluster`) for the session, the
+project's runner image imported into it once, and a fresh namespace per test."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from tests.k8s.cluster import ControlPlane, k8s_binaries
-from tests.k8s.node_agent import NodeAgent
+from tests.e2e.conftest import ApiServer
+from tests.k8s.real_cluster import RealCluster, node_binaries
+from tests.k8s.static_images import probe_image
+from tools.images.chart import ChartImages
 
-BINARIES = pytest.StashKey[dict[str, str]]()
+NODE_BINARIES = pytest.StashKey[dict[str, str]]()
 TIMINGS = pytest.StashKey[dict[str, float]]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Build or restore the binaries here, outside any test: a cold build (~15 min) would
     # otherwise count against the per-test pytest-timeout of the first k8s test.
-    if config.option.collectonly or BINARIES in config.stash:
+    if config.option.collectonly or TIMINGS in config.stash:
         return
-    if not any("control_plane" in getattr(item, "fixturenames", ()) for item in items):
-        return
-    started = time.monotonic()
-    config.stash[BINARIES] = k8s_binaries()
-    config.stash[TIMINGS] = {"binaries": time.monotonic() - started}
+    wanted = {name for item in items for name in getattr(item, "fixturenames", ())}
+    timings = config.stash.setdefault(TIMINGS, {})
+    if wanted & {"cluster", "node_tools"}:
+        started = time.monotonic()
+        config.stash[NODE_BINARIES] = node_binaries()
+        timings["node binaries"] = time.monotonic() - started
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -35,37 +40,70 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line("k8s timings: " + ", ".join(parts))
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    # A failing test's report gets what a person would look at: its namespace in the
+    # cluster (resources, events, pod logs) and the end of its API's log.
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    args = getattr(item, "funcargs", {})
+    real, namespace = args.get("cluster"), args.get("namespace")
+    if isinstance(real, RealCluster) and isinstance(namespace, str):
+        report.sections.append((f"namespace {namespace}", real.describe_all(namespace)))
+    for name, value in args.items():
+        if isinstance(value, ApiServer) and value.log_path.exists():
+            log = value.log_path.read_text(errors="replace")[-6000:]
+            report.sections.append((f"{name}: {value.log_path}", log))
+
+
 @pytest.fixture(scope="session")
-def control_plane(
-    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
-) -> Iterator[ControlPlane]:
-    binaries = pytestconfig.stash.get(BINARIES, None) or k8s_binaries()
-    plane = ControlPlane(tmp_path_factory.mktemp("k8s"), binaries)
+def node_tools(pytestconfig: pytest.Config) -> dict[str, str]:
+    """Every binary a cluster with a real node runs (built in the collection hook)."""
+    return pytestconfig.stash.get(NODE_BINARIES, None) or node_binaries()
+
+
+@pytest.fixture(scope="session")
+def probe_ref() -> str:
+    """The probe image (tests/k8s/images/probe), built from Go when its source changed."""
+    return probe_image().ref
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    pytestconfig: pytest.Config,
+    node_tools: dict[str, str],
+) -> Iterator[RealCluster]:
+    """The session's cluster with a real node, the probe image imported."""
+    real = RealCluster(tmp_path_factory.mktemp("real-k8s"), node_tools)
     timings = pytestconfig.stash.setdefault(TIMINGS, {})
     try:
-        plane.start()
-        timings["control-plane start (to ready + default SA)"] = plane.start_seconds
-        yield plane
+        real.start()
+        timings["real node start"] = real.timings["start total"]
+        timings["probe image import"] = real.import_image(probe_image().tarball)
+        yield real
     finally:
-        started = time.monotonic()
-        plane.stop()
-        timings["control-plane stop"] = time.monotonic() - started
+        real.stop()
+        timings["real node stop"] = real.timings["stop"]
 
 
 @pytest.fixture(scope="session")
-def node_agent(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[NodeAgent]:
-    agent = NodeAgent(control_plane, tmp_path_factory.mktemp("node"))
-    agent.start()
-    yield agent
-    agent.stop()
+def runner_image(
+    cluster: RealCluster, image_tarballs: dict[str, Path], pytestconfig: pytest.Config
+) -> str:
+    """The project's runner image (Dockerfile.runner) in the node's containerd, imported
+    once a session (~50 s): its reference, as the chart's defaults name it."""
+    seconds = cluster.import_image(image_tarballs["zyra-orchestrator-runner"])
+    pytestconfig.stash.setdefault(TIMINGS, {})["runner image import"] = seconds
+    return ChartImages.defaults().runner
 
 
 @pytest.fixture
-def k8s_client(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+def k8s_client(cluster: RealCluster) -> Iterator[client.ApiClient]:
     """An official-client ApiClient authenticated as cluster admin."""
-    with control_plane.api_client() as api_client:
+    with cluster.api_client() as api_client:
         yield api_client
 
 

@@ -1,6 +1,8 @@
-"""The Helm chart against the real API server: every value set passes its admission
-(server-side dry run), and the chart's Role is enough for the Kubernetes backend,
-and no more, when the API authenticates as the chart's ServiceAccount."""
+"""The Helm chart against the session's cluster: every value set passes its admission
+(server-side dry run), and the chart's Role is enough for the Kubernetes backend, and
+no more, when the API authenticates as the chart's ServiceAccount: the API runs as a
+process inside the cluster's namespaces (tests/k8s/cluster_api.py) with the chart's
+settings, its runner Job runs the runner image on the node."""
 
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ import pytest
 import yaml
 
 from tests.deploy.chart import CHART, VALUE_SETS, Rendered, render
-from tests.e2e.conftest import ApiServer, start_api, stop_api
 from tests.e2e.sync_executor import SyncExecutor
-from tests.k8s.cluster import ControlPlane
-from tests.k8s.node_agent import NodeAgent
+from tests.k8s.cluster_api import ClusterApi, pod_url, start_cluster_api
+from tests.k8s.real_cluster import API_PORT, RealCluster
 from tests.services import RedisServer, S3Server
+from tools.images.chart import qualified
+
+pytestmark = pytest.mark.timeout(300, func_only=True)
 
 RELEASE = "zyra"
 FULLNAME = "zyra-zyra-orchestrator"
@@ -27,9 +31,9 @@ FULLNAME = "zyra-zyra-orchestrator"
 SETUP_KINDS = ("ServiceAccount", "Role", "RoleBinding", "Secret", "ConfigMap")
 
 
-def _apply(control_plane: ControlPlane, namespace: str, docs: list[dict], *flags: str) -> str:
+def _apply(cluster: RealCluster, namespace: str, docs: list[dict], *flags: str) -> str:
     done = subprocess.run(
-        [control_plane.binaries["kubectl"], f"--kubeconfig={control_plane.kubeconfig}",
+        [cluster.binaries["kubectl"], f"--kubeconfig={cluster.kubeconfig}",
          "apply", "-n", namespace, *flags, "-f", "-"],
         input=yaml.safe_dump_all(docs), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -39,23 +43,24 @@ def _apply(control_plane: ControlPlane, namespace: str, docs: list[dict], *flags
 
 @pytest.mark.parametrize("name", list(VALUE_SETS))
 def test_every_value_set_passes_server_side_dry_run(
-    name: str, control_plane: ControlPlane, namespace: str
+    name: str, cluster: RealCluster, namespace: str
 ) -> None:
     rendered = render(VALUE_SETS[name], namespace=namespace)
-    out = _apply(control_plane, namespace, rendered.resources, "--dry-run=server")
+    out = _apply(cluster, namespace, rendered.resources, "--dry-run=server")
     assert out.count("(server dry run)") == len(rendered.resources), out
 
 
-def _token_kubeconfig(control_plane: ControlPlane, namespace: str, path: Path) -> Path:
-    """A kubeconfig that authenticates with a token of the chart's ServiceAccount."""
-    token = control_plane.kubectl("create", "token", FULLNAME, "-n", namespace,
+def _token_kubeconfig(cluster: RealCluster, namespace: str, path: Path) -> Path:
+    """A kubeconfig that authenticates with a token of the chart's ServiceAccount, for
+    a process inside the cluster's namespaces (the API server on its own port there)."""
+    token = cluster.kubectl("create", "token", FULLNAME, "-n", namespace,
                                   "--duration=1h")  # fmt: skip
     assert token.returncode == 0, token.stderr
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "sa",
         "clusters": [{"name": "test", "cluster": {
-            "server": control_plane.server,
-            "certificate-authority": str(control_plane.ca.cert_path)}}],
+            "server": f"https://127.0.0.1:{API_PORT}",
+            "certificate-authority": str(cluster.ca.cert_path)}}],
         "users": [{"name": "sa", "user": {"token": token.stdout.strip()}}],
         "contexts": [{"name": "sa", "context": {"cluster": "test", "user": "sa",
                                                 "namespace": namespace}}],
@@ -80,34 +85,32 @@ def _api_env(rendered: Rendered, keys_file: Path) -> dict[str, str]:
 def chart_api(
     tmp_path: Path,
     inputs: Path,
-    control_plane: ControlPlane,
-    node_agent: NodeAgent,
+    cluster: RealCluster,
+    runner_image: str,
     namespace: str,
     redis_server: RedisServer,
     s3_server: S3Server,
-) -> Iterator[tuple[ApiServer, Rendered]]:
+) -> Iterator[tuple[ClusterApi, Rendered]]:
     rendered = render(
         sets={
+            # Where the API (inside the cluster's namespaces) and runner pods reach them.
             "redis.deploy.enabled": False,
-            "redis.url": redis_server.url[:-1] + "6",
+            "redis.url": pod_url(cluster, redis_server.url)[:-1] + "6",
             "minio.deploy.enabled": False,
             "s3.bucket": f"chart-{namespace}",
-            "s3.endpointUrl": s3_server.url,
+            "s3.endpointUrl": pod_url(cluster, s3_server.url),
             "s3.accessKey": s3_server.access_key,
             "s3.secretKey": s3_server.secret_key,
         },
         namespace=namespace,
     )
     setup = [r for r in rendered.without_hooks() if r["kind"] in SETUP_KINDS]
-    _apply(control_plane, namespace, setup)
+    _apply(cluster, namespace, setup)
     env = _api_env(rendered, tmp_path / "api-keys")
-    env |= {
-        "ZYRA_K8S__KUBECONFIG": str(_token_kubeconfig(control_plane, namespace,
-                                                     tmp_path / "sa.kubeconfig")),
-        # The node agent runs a pod's command on this machine instead of in the image.
-        "ZYRA_K8S__RUNNER_COMMAND": json.dumps([sys.executable, "-m", "runner"]),
-        "ZYRA_K8S__WORK_MOUNT": str(tmp_path / "pod-work"),
-    }  # fmt: skip
+    # The chart's runner image, as the node has it (imported, never pulled).
+    assert qualified(env["ZYRA_K8S__IMAGE"]) == runner_image
+    sa_kubeconfig = _token_kubeconfig(cluster, namespace, tmp_path / "sa.kubeconfig")
+    env["ZYRA_K8S__KUBECONFIG"] = str(sa_kubeconfig)
     # The pod's other container: sync runs fork in a sync executor of their own.
     sandbox = rendered.container_env("sync-executor")["ZYRA_SANDBOX"]
     executor = SyncExecutor(tmp_path / "sync" / "executor.sock", tmp_path / "executor.log",
@@ -115,14 +118,14 @@ def chart_api(
     executor.start()
     env |= {"ZYRA_SYNC_EXECUTOR_SOCKET": str(executor.socket),
             "ZYRA_WORK_DIR": str(tmp_path / "shared-work")}  # fmt: skip
-    server = start_api(tmp_path, inputs, **env)
+    server = start_cluster_api(cluster, tmp_path, inputs, **env)
     yield server, rendered
-    stop_api(server)
+    server.stop()
     executor.stop()
 
 
 def test_backend_as_the_charts_service_account_runs_the_helm_test_end_to_end(
-    chart_api: tuple[ApiServer, Rendered], control_plane: ControlPlane, namespace: str
+    chart_api: tuple[ClusterApi, Rendered], cluster: RealCluster, namespace: str
 ) -> None:
     server, _ = chart_api
     # The same script `helm test` runs: upload, sync run, async run as a Job, downloads.
@@ -135,7 +138,7 @@ def test_backend_as_the_charts_service_account_runs_the_helm_test_end_to_end(
     assert done.returncode == 0, done.stdout + done.stderr + server.log_path.read_text()[-3000:]
     assert "sync: job" in done.stdout and "async: job" in done.stdout
     async_job = done.stdout.split("async: job ")[1].split()[0]
-    jobs = control_plane.kubectl("get", "jobs", "-n", namespace, "-o", "json")
+    jobs = cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json")
     [job] = json.loads(jobs.stdout)["items"]
     assert job["metadata"]["name"] == f"zyra-{async_job}"
     pod_spec = job["spec"]["template"]["spec"]
@@ -149,7 +152,7 @@ def test_backend_as_the_charts_service_account_runs_the_helm_test_end_to_end(
     deadline = time.monotonic() + 10  # the API deletes it once the run is finalised
     while (
         f"secret/zyra-{async_job}"
-        in control_plane.kubectl("get", "secrets", "-n", namespace, "-o", "name").stdout
+        in cluster.kubectl("get", "secrets", "-n", namespace, "-o", "name").stdout
     ):
         assert time.monotonic() < deadline, "the run's Secret was not deleted"
         time.sleep(0.2)
@@ -178,14 +181,14 @@ def test_backend_as_the_charts_service_account_runs_the_helm_test_end_to_end(
     ],
 )
 def test_service_account_may_do_only_what_the_backend_needs(
-    verb: str, resource: str, allowed: str, control_plane: ControlPlane, namespace: str
+    verb: str, resource: str, allowed: str, cluster: RealCluster, namespace: str
 ) -> None:
     rendered = render(namespace=namespace)
     setup = [r for r in rendered.without_hooks() if r["kind"] in ("ServiceAccount", "Role",
                                                                   "RoleBinding")]  # fmt: skip
-    _apply(control_plane, namespace, setup)
+    _apply(cluster, namespace, setup)
     account = f"system:serviceaccount:{namespace}:{FULLNAME}"
     where = resource.split()[1:] or ["-n", namespace]
-    done = control_plane.kubectl("auth", "can-i", verb, resource.split()[0], *where,
-                                 f"--as={account}")  # fmt: skip
+    done = cluster.kubectl("auth", "can-i", verb, resource.split()[0], *where,
+                           f"--as={account}")  # fmt: skip
     assert done.stdout.strip() == allowed, done.stderr

@@ -1,5 +1,6 @@
 """k8s/ (kustomize base and dev overlay): generated from the chart and still equal
-to it, built by the real kubectl kustomize, admitted by the real API server."""
+to it, built by the real kubectl kustomize, admitted by the real API server (the
+session's cluster)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from tests.deploy.chart import render
-from tests.k8s.cluster import ControlPlane
+from tests.k8s.real_cluster import RealCluster
 from tests.services import REPO
 
 GENERATOR = REPO / "tools" / "manifests" / "render-k8s-base.py"
@@ -29,8 +30,8 @@ def _generator() -> ModuleType:
     return module
 
 
-def kustomize(control_plane: ControlPlane, folder: object) -> list[dict[str, Any]]:
-    done = control_plane.kubectl("kustomize", str(folder))
+def kustomize(cluster: RealCluster, folder: object) -> list[dict[str, Any]]:
+    done = cluster.kubectl("kustomize", str(folder))
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
@@ -40,15 +41,15 @@ def by_key(resources: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, A
 
 
 @pytest.fixture(scope="module")
-def namespaces(control_plane: ControlPlane) -> Iterator[None]:
+def namespaces(cluster: RealCluster) -> Iterator[None]:
     """The namespaces the base and the overlay install into (deleting one takes a
     while, so once for the module)."""
     names = ("zyra-orchestrator", "zyra-dev")
     for name in names:
-        done = control_plane.kubectl("create", "namespace", name)
+        done = cluster.kubectl("create", "namespace", name)
         assert done.returncode == 0, done.stderr
     yield
-    control_plane.kubectl("delete", "namespace", "--wait=false", *names)
+    cluster.kubectl("delete", "namespace", "--wait=false", *names)
 
 
 def test_base_is_what_the_generator_writes_from_the_chart() -> None:
@@ -57,20 +58,20 @@ def test_base_is_what_the_generator_writes_from_the_chart() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_kustomized_base_equals_the_chart_defaults(control_plane: ControlPlane) -> None:
+def test_kustomized_base_equals_the_chart_defaults(cluster: RealCluster) -> None:
     plain = _generator().plain
     chart = render(release="zyra-orchestrator", namespace="zyra-orchestrator",
                    extra=["--skip-tests"])  # fmt: skip
     expected = {k: plain(r) for k, r in by_key(chart.resources).items() if k[0] != "Secret"}
-    built = by_key(kustomize(control_plane, BASE))
+    built = by_key(kustomize(cluster, BASE))
     assert built.keys() == expected.keys()
     for key, resource in built.items():
         assert resource["metadata"].pop("namespace") == "zyra-orchestrator", key
         assert resource == expected[key], key
 
 
-def test_dev_overlay_is_self_contained_in_its_namespace(control_plane: ControlPlane) -> None:
-    built = by_key(kustomize(control_plane, DEV))
+def test_dev_overlay_is_self_contained_in_its_namespace(cluster: RealCluster) -> None:
+    built = by_key(kustomize(cluster, DEV))
     assert {r["metadata"]["namespace"] for r in built.values()} == {"zyra-dev"}
     assert ("PodDisruptionBudget", "zyra-orchestrator") not in built
     deployment = built["Deployment", "zyra-orchestrator"]
@@ -94,10 +95,8 @@ def test_dev_overlay_is_self_contained_in_its_namespace(control_plane: ControlPl
 
 @pytest.mark.parametrize("folder", [BASE, DEV], ids=["base", "dev"])
 @pytest.mark.usefixtures("namespaces")
-def test_kubectl_apply_k_passes_server_side_dry_run(
-    folder: object, control_plane: ControlPlane
-) -> None:
-    done = control_plane.kubectl("apply", "-k", str(folder), "--dry-run=server", timeout=60)
+def test_kubectl_apply_k_passes_server_side_dry_run(folder: object, cluster: RealCluster) -> None:
+    done = cluster.kubectl("apply", "-k", str(folder), "--dry-run=server", timeout=60)
     assert done.returncode == 0, done.stderr
-    expected = len(kustomize(control_plane, folder))
+    expected = len(kustomize(cluster, folder))
     assert done.stdout.count("(server dry run)") == expected, done.stdout

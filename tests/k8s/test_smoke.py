@@ -1,20 +1,22 @@
-"""Smoke tests: real Job controller + API server, pods run by the node agent."""
+"""Smoke tests: the real Job controller, API server and kubelet run pods of the runner
+image (its Python: `python -c`) on the session's node."""
 
 from __future__ import annotations
 
-import os
-import sys
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client
 
-from tests.k8s.cluster import ControlPlane
-from tests.k8s.node_agent import NodeAgent
+from tests.k8s.real_cluster import RealCluster
 
 T = TypeVar("T")
+
+pytestmark = pytest.mark.timeout(300, func_only=True)
 
 
 def wait_for(check: Callable[[], T | None], timeout: float = 60, what: str = "condition") -> T:
@@ -27,12 +29,13 @@ def wait_for(check: Callable[[], T | None], timeout: float = 60, what: str = "co
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def make_job(name: str, command: list[str], **spec: Any) -> client.V1Job:
+def make_job(name: str, image: str, command: list[str], **spec: Any) -> client.V1Job:
     return client.V1Job.from_dict({
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
         "spec": {"backoffLimit": 0, **spec, "template": {"spec": {
             "restartPolicy": "Never",
-            "containers": [{"name": "main", "image": "python:3.11-slim", "command": command}],
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": image, "command": command}],
         }}},
     })  # fmt: skip
 
@@ -53,13 +56,26 @@ def job_pod(core: client.CoreV1Api, namespace: str, name: str) -> client.V1Pod:
     return pods[0]
 
 
-@pytest.mark.usefixtures("node_agent")
+def host_pids(marker: str) -> list[int]:
+    """Processes on this machine (containers included) whose command line holds `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def test_failing_job_exit_code_and_logs(
-    control_plane: ControlPlane, k8s_client: client.ApiClient, namespace: str
+    cluster: RealCluster, runner_image: str, k8s_client: client.ApiClient, namespace: str
 ) -> None:
     batch, core = client.BatchV1Api(k8s_client), client.CoreV1Api(k8s_client)
     code = "import sys; print('hello from the pod'); sys.exit(3)"
-    batch.create_namespaced_job(namespace, make_job("exit-three", [sys.executable, "-c", code]))
+    job = make_job("exit-three", runner_image, ["python", "-c", code])
+    batch.create_namespaced_job(namespace, job)
 
     failed = wait_for(
         lambda: job_condition(batch, namespace, "exit-three", "Failed"), what="Failed"
@@ -72,48 +88,48 @@ def test_failing_job_exit_code_and_logs(
     assert (terminated.exit_code, terminated.reason) == (3, "Error")
     assert core.read_namespaced_pod_log(pod.metadata.name, namespace) == "hello from the pod\n"
 
-    kubectl = control_plane.kubectl("logs", "-n", namespace, "job/exit-three")
+    kubectl = cluster.kubectl("logs", "-n", namespace, "job/exit-three")
     assert kubectl.returncode == 0, kubectl.stderr
     assert kubectl.stdout == "hello from the pod\n"
 
 
 def test_active_deadline_kills_the_process(
-    node_agent: NodeAgent, k8s_client: client.ApiClient, namespace: str
+    runner_image: str, k8s_client: client.ApiClient, namespace: str
 ) -> None:
     batch, core = client.BatchV1Api(k8s_client), client.CoreV1Api(k8s_client)
-    code = "import os, time; print(os.getpid(), flush=True); time.sleep(120)"
-    job = make_job("deadline", [sys.executable, "-c", code], activeDeadlineSeconds=2)
+    marker = f"deadline-{uuid.uuid4().hex}"  # finds the container's process on this machine
+    code = f"import time; print('{marker}', flush=True); time.sleep(120)"
+    job = make_job("deadline", runner_image, ["python", "-c", code], activeDeadlineSeconds=5)
     batch.create_namespaced_job(namespace, job)
 
-    def pid() -> int | None:
+    def pids() -> list[int] | None:
         pods = core.list_namespaced_pod(
             namespace, label_selector="batch.kubernetes.io/job-name=deadline"
         ).items
         if not pods or pods[0].status.phase != "Running":
             return None
         text = core.read_namespaced_pod_log(pods[0].metadata.name, namespace)
-        return int(text) if text.strip() else None
+        return host_pids(marker) if marker in text else None
 
-    process_id = wait_for(pid, what="the pod's process to start")
+    [process_id] = wait_for(pids, what="the pod's process to start")
     failed = wait_for(lambda: job_condition(batch, namespace, "deadline", "Failed"), what="Failed")
     assert failed.reason == "DeadlineExceeded"
-    # The Job controller deleted the pod; the agent killed the process group and reaped it.
-    assert not os.path.exists(f"/proc/{process_id}")
 
     def pod_gone() -> bool:
         selector = "batch.kubernetes.io/job-name=deadline"
         return not core.list_namespaced_pod(namespace, label_selector=selector).items
 
+    # The Job controller deleted the pod; the kubelet killed the container first.
     wait_for(pod_gone, what="the pod object to be removed")
+    assert not Path(f"/proc/{process_id}").exists()
 
 
-@pytest.mark.usefixtures("node_agent")
 def test_follow_streams_until_the_container_exits(
-    control_plane: ControlPlane, k8s_client: client.ApiClient, namespace: str
+    cluster: RealCluster, runner_image: str, k8s_client: client.ApiClient, namespace: str
 ) -> None:
     batch, core = client.BatchV1Api(k8s_client), client.CoreV1Api(k8s_client)
     code = "import time\nfor i in range(5):\n    print('line', i, flush=True); time.sleep(0.3)"
-    batch.create_namespaced_job(namespace, make_job("follow", [sys.executable, "-c", code]))
+    batch.create_namespaced_job(namespace, make_job("follow", runner_image, ["python", "-c", code]))
 
     def running_pod() -> str | None:
         pods = core.list_namespaced_pod(
@@ -128,7 +144,7 @@ def test_follow_streams_until_the_container_exits(
     assert text == "".join(f"line {i}\n" for i in range(5))
     assert time.monotonic() - started < 10  # the stream ended when the process did
 
-    kubectl = control_plane.kubectl("logs", "-f", "--timestamps", "-n", namespace, pod)
+    kubectl = cluster.kubectl("logs", "-f", "--timestamps", "-n", namespace, pod)
     assert kubectl.returncode == 0, kubectl.stderr
     assert [line.split(" ", 1)[1] for line in kubectl.stdout.splitlines()] == [
         f"line {i}" for i in range(5)
@@ -136,8 +152,9 @@ def test_follow_streams_until_the_container_exits(
     wait_for(lambda: job_condition(batch, namespace, "follow", "Complete"), what="Complete")
 
 
-@pytest.mark.usefixtures("node_agent")
-def test_env_from_secret_and_unpullable_image(k8s_client: client.ApiClient, namespace: str) -> None:
+def test_env_from_secret_and_unpullable_image(
+    runner_image: str, k8s_client: client.ApiClient, namespace: str
+) -> None:
     batch, core = client.BatchV1Api(k8s_client), client.CoreV1Api(k8s_client)
     core.create_namespaced_secret(
         namespace,
@@ -146,7 +163,7 @@ def test_env_from_secret_and_unpullable_image(k8s_client: client.ApiClient, name
         ),
     )
     code = "import os, sys; print(os.environ['TOKEN'], *sys.argv[1:])"
-    job = make_job("env", [sys.executable, "-c", code])
+    job = make_job("env", runner_image, ["python", "-c", code])
     container = job.spec.template.spec.containers[0]
     container.args = ["$(PLAIN)", "--x"]
     container.env = [
@@ -164,8 +181,9 @@ def test_env_from_secret_and_unpullable_image(k8s_client: client.ApiClient, name
     assert pod.status.container_statuses[0].state.terminated.reason == "Completed"
     assert core.read_namespaced_pod_log(pod.metadata.name, namespace) == "s3cr3t plain-value --x\n"
 
-    bad = make_job("bad-image", [sys.executable, "-c", "pass"])
-    bad.spec.template.spec.containers[0].image = "registry.invalid/does-not-exist:1"
+    # A registry that does not exist (.invalid): the kubelet really tries, fails
+    # (ErrImagePull), then backs off.
+    bad = make_job("bad-image", "registry.invalid/does-not-exist:1", ["python", "-c", "pass"])
     batch.create_namespaced_job(namespace, bad)
 
     def waiting_reason() -> str | None:
@@ -173,15 +191,16 @@ def test_env_from_secret_and_unpullable_image(k8s_client: client.ApiClient, name
             namespace, label_selector="batch.kubernetes.io/job-name=bad-image"
         ).items
         statuses = pods[0].status.container_statuses if pods else None
-        return statuses[0].state.waiting.reason if statuses and statuses[0].state.waiting else None
+        waiting = statuses[0].state.waiting if statuses else None
+        return waiting.reason if waiting and waiting.reason == "ImagePullBackOff" else None
 
-    assert wait_for(waiting_reason, what="a waiting pod") == "ImagePullBackOff"
+    wait_for(waiting_reason, what="ImagePullBackOff")
     waiting_pod = job_pod(core, namespace, "bad-image").metadata.name
     with pytest.raises(client.ApiException) as refused:
         core.read_namespaced_pod_log(waiting_pod, namespace)
     assert refused.value.status == 400
     assert "trying and failing to pull image" in str(refused.value.body)
-    # Deleting the Job (foreground) goes through the garbage collector and the agent.
+    # Deleting the Job (foreground) goes through the garbage collector and the kubelet.
     batch.delete_namespaced_job(
         "bad-image", namespace, body=client.V1DeleteOptions(propagation_policy="Foreground")
     )

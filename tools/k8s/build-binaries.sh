@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Build Kubernetes control-plane binaries (kube-apiserver, kube-controller-manager,
-# kubectl) and etcd from the Go module proxy, caching them per version.
+# Build Kubernetes binaries (control plane: kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl; node: kubelet, kube-proxy) and etcd from the Go module
+# proxy, caching them per version. All are static (CGO_ENABLED=0), as upstream's
+# release builds are: the kubelet's cgo-only parts (cadvisor's libpfm/libipmctl)
+# sit behind build tags that are off by default.
 #
 # Cache layout (root = ${ZYRA_TOOLS_CACHE:-$HOME/.cache/zyra-orchestrator}):
-#   <root>/k8s/<k8s-version>/bin/{kube-apiserver,kube-controller-manager,kubectl}
+#   <root>/k8s/<k8s-version>/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,
+#                                 kubectl,kubelet,kube-proxy}
 #   <root>/etcd/<etcd-version>/bin/etcd
 #   <root>/{k8s,etcd}/<version>/src/   throwaway Go module used for the build
 #
@@ -22,7 +26,7 @@ K8S_DIR="$CACHE_ROOT/k8s/$K8S_VERSION"
 ETCD_DIR="$CACHE_ROOT/etcd/$ETCD_VERSION"
 K8S_BIN="$K8S_DIR/bin"
 ETCD_BIN="$ETCD_DIR/bin"
-K8S_CMDS=(kube-apiserver kube-controller-manager kubectl)
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
 log() { printf '[build-binaries] %s\n' "$*" >&2; }
 
@@ -92,7 +96,7 @@ needs() { local n; for n in "${TODO[@]}"; do [[ "$n" == "$1" ]] && return 0; don
 # Path of the cached go.mod of <module@version> (downloads the module into GOMODCACHE).
 gomod_path() {
   local f
-  f=$(cd / && GOFLAGS= go mod download -json "$1" 2>/dev/null \
+  f=$(cd / && GOFLAGS='' go mod download -json "$1" 2>/dev/null \
       | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p') || true
   if [[ ! -f "$f" ]]; then
     log "could not resolve $1 on GOPROXY=$(go env GOPROXY)"; exit 1
@@ -112,7 +116,8 @@ build_one() {  # <module dir> <output path> <ldflags> <package>
 }
 
 # ---------------------------------------------------------------- kubernetes
-if needs kube-apiserver || needs kube-controller-manager || needs kubectl; then
+needs_k8s() { local c; for c in "${K8S_CMDS[@]}"; do needs "$c" && return 0; done; return 1; }
+if needs_k8s; then
   # k8s.io/kubernetes' go.mod replaces every staging module with ./staging/src/...,
   # which is not part of the module zip; its require lines pin them at v0.0.0.
   # Derive the staging list from that go.mod and map each to the published
@@ -189,7 +194,7 @@ fi
 # ---------------------------------------------------------------- verify
 bad=$(missing_binaries)
 if [[ -n "$bad" ]]; then
-  log "built but version check failed for: $(echo $bad)"
+  log "built but version check failed for: ${bad//$'\n'/ }"
   exit 1
 fi
 print_paths
