@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = ["scripts/start-api.sh", "tools/schemas/fetch-schemas.sh"]
+# Every shell script in the repository: CI's entry point, the dev scripts and the
+# tool builders (a new script is checked without being listed).
+SCRIPTS = [
+    ".ci/run",
+    *sorted(
+        str(path.relative_to(REPO))
+        for pattern in ("scripts/*.sh", "tools/**/*.sh", "charts/**/*.sh")
+        for path in REPO.glob(pattern)
+    ),
+]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
