@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,16 @@ from tests.project_images import (  # noqa: F401  (a hook and a fixture, found b
     pytest_terminal_summary,
 )
 from tests.services import RedisServer, S3Server
+
+
+@pytest.fixture(autouse=True)
+def _umask_left_as_found() -> Iterator[None]:
+    # An in-process API (create_app's lifespan) sets umask 077 for the whole test
+    # process; what the next test starts (a cluster, a server) must not inherit it.
+    found = os.umask(0o022)
+    os.umask(found)
+    yield
+    os.umask(found)
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,15 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
 
 
+def start_node_daemon(sig: int = signal.SIGTERM) -> None:
+    """preexec_fn of the cluster's own processes: umask 022, as systemd starts them, not
+    whatever the test process has (an in-process API sets 077; containerd would then make
+    every container's root directory 0700, and no non-root container could start), and
+    `sig` if the test process dies first."""
+    os.umask(0o022)
+    die_with_parent(sig)
+
+
 def _children(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -105,7 +114,7 @@ class ClusterNamespace:
             ["unshare", "--fork", "--kill-child", "--pid", "--mount-proc", "--net", "--mount",
              "--propagation", "private", self.init],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=lambda: die_with_parent(signal.SIGKILL),
+            start_new_session=True, preexec_fn=lambda: start_node_daemon(signal.SIGKILL),
         )  # fmt: skip
         log.close()
         deadline = time.monotonic() + timeout
@@ -145,7 +154,7 @@ class ClusterNamespace:
                 self._enter(argv), stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, env=self.env,
                 start_new_session=True,  # a Ctrl-C in pytest must not kill it before stop()
-                preexec_fn=die_with_parent,
+                preexec_fn=start_node_daemon,
             )  # fmt: skip
         self.daemons[name] = Daemon(name, process, log)
         return self.daemons[name]

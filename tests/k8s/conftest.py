@@ -3,6 +3,7 @@ project's runner image imported into it once, and a fresh namespace per test."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -79,12 +80,17 @@ def cluster(
     """The session's cluster with a real node, the probe image imported."""
     real = RealCluster(tmp_path_factory.mktemp("real-k8s"), node_tools)
     timings = pytestconfig.stash.setdefault(TIMINGS, {})
+    # Started under the umask an in-process API leaves in the test process (077): the
+    # node's daemons set their own, or no non-root container could start.
+    found = os.umask(0o077)
     try:
         real.start()
+        os.umask(found)
         timings["real node start"] = real.timings["start total"]
         timings["probe image import"] = real.import_image(probe_image().tarball)
         yield real
     finally:
+        os.umask(found)
         real.stop()
         timings["real node stop"] = real.timings["stop"]
 
