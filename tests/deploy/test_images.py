@@ -12,6 +12,7 @@ alone. The others run with `--network=none`.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -24,10 +25,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy.chart import Rendered, render
 from tests.deploy.dockerfiles import DockerIgnore
@@ -429,6 +431,59 @@ def test_api_dev_image_is_editable_with_the_dev_tools(images: dict[str, str]) ->
     user, where, pytest_version, ruff_version = done.stdout.split("\n")[:4]
     assert (user, where) == ("zyra", "/app/api/__init__.py")
     assert pytest_version.startswith("pytest ") and ruff_version.startswith("ruff ")
+
+
+def skaffold_sync_destination(edited: str) -> tuple[str, PurePosixPath]:
+    """(the dev image, the path in its container) where `skaffold dev` puts an edited
+    file: the manual sync rule whose `src` glob matches it, its `dest` joined with the
+    file's path (no `strip`), as Skaffold's sync documentation says."""
+    dev = next(p for p in yaml.safe_load((REPO / "skaffold.yaml").read_text())["profiles"]
+               if p["name"] == "dev")  # fmt: skip
+    for artifact in dev["build"]["artifacts"]:
+        for rule in artifact.get("sync", {}).get("manual", []):
+            if REPO / edited in REPO.glob(rule["src"]) and not rule.get("strip"):
+                return artifact["image"], PurePosixPath(rule["dest"]) / edited
+    raise AssertionError(f"no sync rule of the dev profile matches {edited}")
+
+
+def test_a_file_synced_as_skaffold_dev_syncs_it_is_served_after_the_reload(
+    images: dict[str, str], netns: str
+) -> None:
+    """The dev profile's sync target, proven on the dev image: an edited api/ file is
+    written where the rule puts it, the way Skaffold writes it (`tar xmf - -C /
+    --no-same-owner` through exec, as the container's own user, under the dev values'
+    security context), and the reloading server answers with the change."""
+    image, destination = skaffold_sync_destination("api/routers/health.py")
+    assert image == "zyra-orchestrator-api"  # the dev profile's API artifact: the dev image
+    edited = (REPO / "api/routers/health.py").read_text() + (
+        '\n\n@router.get("/synced-by-skaffold")\n'
+        'async def synced() -> dict[str, bool]:\n    return {"synced": True}\n'
+    )
+    options = [
+        f"--network=ns:/run/netns/{netns}", "--cap-drop=all",
+        "--security-opt=no-new-privileges", "--tmpfs=/tmp",
+        f"--env=ZYRA_API_KEYS=images:{API_KEY}", "--env=ZYRA_DATA_DIR=/tmp/zyra",
+    ]  # fmt: skip
+    with running(*options, images["zyra-orchestrator-api-dev"]) as cid:
+        status, _ = http_get(netns, "http://127.0.0.1:8000/healthz", wait=120)
+        assert status == 200
+        assert http_get(netns, "http://127.0.0.1:8000/synced-by-skaffold")[0] == 404
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            member = tarfile.TarInfo(str(destination).lstrip("/"))
+            member.size, member.mode, member.mtime = len(edited.encode()), 0o644, time.time()
+            tar.addfile(member, io.BytesIO(edited.encode()))
+        done = subprocess.run(
+            podman.command("exec", "-i", cid, "tar", "xmf", "-", "-C", "/", "--no-same-owner"),
+            input=archive.getvalue(), env=podman.environment(), capture_output=True,
+            timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr.decode()
+        deadline = time.monotonic() + 60
+        while (answer := http_get(netns, "http://127.0.0.1:8000/synced-by-skaffold", wait=30)) \
+                != (200, '{"synced":true}'):  # fmt: skip
+            assert time.monotonic() < deadline, (answer, logs(cid))
+            time.sleep(0.5)
 
 
 # --- the stand-ins of the chart's dev Redis and MinIO ---------------------------------------
