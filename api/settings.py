@@ -149,10 +149,15 @@ class KubernetesSettings(BaseModel):
                 )
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ValueError(f"ZYRA_K8S__VOLUME_MOUNTS: {name!r} needs an absolute `mountPath`")
-            if any(_pod_paths_overlap(path, own_path) for own_path in (self.work_mount, "/tmp")):
+            # It may not hide the runner's own folders nor land among its job folders;
+            # inside /tmp (a scratch emptyDir) it is harmless.
+            work, mount = PurePosixPath(self.work_mount), PurePosixPath(path)
+            if any(_within(own, mount) for own in (work, PurePosixPath("/tmp"))) or _within(
+                mount, work
+            ):
                 raise ValueError(
-                    f"ZYRA_K8S__VOLUME_MOUNTS: {path} overlaps the runner's own "
-                    f"{self.work_mount} or /tmp"
+                    f"ZYRA_K8S__VOLUME_MOUNTS: {path} would hide the runner's own "
+                    f"{self.work_mount} or /tmp, or lie inside {self.work_mount}"
                 )
         return self
 
@@ -708,10 +713,9 @@ class Settings(BaseSettings):
         return env
 
 
-def _pod_paths_overlap(a: str, b: str) -> bool:
+def _within(inner: PurePosixPath, outer: PurePosixPath) -> bool:
     # Paths inside a pod: compared as written, never resolved on the API's host.
-    first, second = PurePosixPath(a), PurePosixPath(b)
-    return first == second or first in second.parents or second in first.parents
+    return inner == outer or outer in inner.parents
 
 
 def _holds(outer: str | Path, inner: str | Path) -> bool:

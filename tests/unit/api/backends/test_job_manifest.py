@@ -131,6 +131,13 @@ def test_a_data_volume_is_mounted_read_only_beside_the_runners_own() -> None:
     assert container["volumeMounts"][2] == {"name": "data", "mountPath": "/data", "readOnly": True}
 
 
+def test_a_data_volume_may_sit_inside_the_runners_scratch_tmp() -> None:
+    # Where the sync executor sees it, e.g. a host folder under /tmp on one machine.
+    mount = {"name": "data", "mountPath": "/tmp/shared/data"}
+    k8s = settings(volumes=[{"name": "data", "emptyDir": {}}], volume_mounts=[mount])
+    assert k8s.volume_mounts == [mount]
+
+
 @pytest.mark.parametrize(
     ("volumes", "mounts", "named"),
     [
@@ -142,9 +149,10 @@ def test_a_data_volume_is_mounted_read_only_beside_the_runners_own() -> None:
         (
             [{"name": "data", "emptyDir": {}}],
             [{"name": "data", "mountPath": "/work/in"}],
-            "overlaps",
+            "would hide",
         ),
-        ([{"name": "data", "emptyDir": {}}], [{"name": "data", "mountPath": "/"}], "overlaps"),
+        ([{"name": "data", "emptyDir": {}}], [{"name": "data", "mountPath": "/"}], "would hide"),
+        ([{"name": "data", "emptyDir": {}}], [{"name": "data", "mountPath": "/tmp"}], "would hide"),
     ],
 )
 def test_a_data_volume_that_would_break_every_job_is_refused_at_start_up(
