@@ -16,11 +16,13 @@ IMAGE_TARBALLS = pytest.StashKey[dict[str, Path]]()
 BUILD_SECONDS = pytest.StashKey[float]()
 
 
-def build_images() -> dict[str, Path]:
-    """name: tarball of every image; built now when an input changed (cold: ~10 min),
-    else found in the cache (seconds)."""
+def build_images(names: list[str] | None = None) -> dict[str, Path]:
+    """name: tarball of every image, or of just `names` (`build.py --only`: the other
+    images' inputs, e.g. tests/ for the dev image, do not matter then); built now when
+    an input changed (cold: ~10 min for all), else found in the cache (seconds)."""
+    only = ["--only", *names] if names else []
     built = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "images" / "build.py")],
+        [sys.executable, str(REPO / "tools" / "images" / "build.py"), *only],
         capture_output=True, text=True, timeout=3600,
     )  # fmt: skip
     if built.returncode != 0:

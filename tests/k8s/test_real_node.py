@@ -11,7 +11,6 @@ import http.server
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,26 +26,6 @@ from tests.services import RedisServer
 # The timeout covers each test's own body; the session fixture's first set-up may build
 # binaries (minutes when cold) and has its own deadlines.
 pytestmark = pytest.mark.timeout(300, func_only=True)
-
-
-@pytest.fixture
-def namespace(cluster: RealCluster) -> Iterator[str]:
-    """A fresh namespace per test, usable once its default ServiceAccount exists."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    with cluster.api_client() as api:
-        core = client.CoreV1Api(api)
-        core.create_namespace({"metadata": {"name": name}})
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                core.read_namespaced_service_account("default", name)
-                break
-            except client.ApiException as exc:
-                if exc.status != 404 or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield name
-        core.delete_namespace(name)
 
 
 def pod_spec(image: str, args: list[str], **container: Any) -> dict[str, Any]:

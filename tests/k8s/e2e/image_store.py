@@ -5,27 +5,11 @@ between sessions (layer_cache.py); ZYRA_E2E_LAYER_CACHE=0 imports without it."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from tests.k8s.e2e import layer_cache
 from tests.k8s.real_cluster import RealCluster
-from tests.services import REPO
-
-
-def build_images(names: list[str]) -> dict[str, Path]:
-    """name: tarball of just these images (`build.py --only`: the other images' inputs,
-    e.g. tests/ for the dev image, do not matter here)."""
-    built = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "images" / "build.py"), "--only", *names],
-        capture_output=True, text=True, timeout=3600,
-    )  # fmt: skip
-    if built.returncode != 0:
-        raise RuntimeError(f"tools/images/build.py failed:\n{built.stderr[-6000:]}")
-    lines = [line.split("=", 1) for line in built.stdout.splitlines() if "=" in line]
-    return {name: Path(path) for name, path in lines}
+from tests.project_images import build_images
 
 
 def import_images(cluster: RealCluster, names: list[str]) -> dict[str, float]:
