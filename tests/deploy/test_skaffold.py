@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import subprocess
 from typing import Any
 
 import jsonschema
@@ -106,3 +108,50 @@ def test_prod_profile_pushes_and_uses_the_production_values() -> None:
     [release] = prod["deploy"]["helm"]["releases"]
     assert release["valuesFiles"] == ["charts/zyra-orchestrator/examples/values-production.yaml"]
     assert not any("sync" in a for a in prod["build"]["artifacts"])
+
+
+# --- skaffold itself (built by tools/skaffold/build-skaffold.sh) ---
+
+
+@pytest.fixture(scope="module")
+def skaffold_tools() -> dict[str, str]:
+    """{"skaffold": path}, built from the Go module proxy (cached; .ci/run builds it)."""
+    built = subprocess.run(["bash", str(REPO / "tools/skaffold/build-skaffold.sh")],
+                           capture_output=True, text=True, timeout=3600)  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    return dict(line.split("=", 1) for line in built.stdout.splitlines() if "=" in line)
+
+
+def skaffold(tools: dict[str, str], *args: str) -> str:
+    """skaffold in the repository (no cluster, no registry)."""
+    env = {**os.environ, "SKAFFOLD_UPDATE_CHECK": "false", "SKAFFOLD_INTERACTIVE": "false"}
+    done = subprocess.run([tools["skaffold"], *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def profile_args(name: str) -> list[str]:
+    return [] if name == "default" else ["-p", name]
+
+
+@pytest.mark.parametrize("name", list(sections()))
+def test_skaffold_reads_the_config_and_applies_the_profile(
+    skaffold_tools: dict[str, str], name: str
+) -> None:
+    resolved = yaml.safe_load(
+        skaffold(skaffold_tools, "diagnose", "--yaml-only", *profile_args(name))
+    )
+    artifacts = {a["image"]: a for a in resolved["build"]["artifacts"]}
+    assert set(artifacts) == {"zyra-orchestrator-api", "zyra-orchestrator-runner"}
+    [release] = resolved["deploy"]["helm"]["releases"]
+    [wanted] = sections()[name]["deploy"]["helm"]["releases"]
+    assert (release["namespace"], release.get("valuesFiles", [])) == (
+        wanted["namespace"], [str(REPO / f) for f in wanted.get("valuesFiles", [])]
+    )  # fmt: skip
+    api = artifacts["zyra-orchestrator-api"]
+    assert api["docker"]["target"] == ("dev" if name == "dev" else "production")
+    synced = api.get("sync", {}).get("manual", [])
+    assert [r["src"] for r in synced] == (
+        ["api/**/*.py", "runner/**/*.py"] if name == "dev" else []
+    )
