@@ -20,6 +20,7 @@ from tests.k8s.e2e.user import (
     submit,
     upload,
     wait_finished,
+    wait_status,
 )
 
 pytestmark = pytest.mark.timeout(300, func_only=True)
@@ -93,3 +94,34 @@ def test_kubectl_logs_of_the_job_show_the_runners_output(deployment: Release) ->
     # the command's stderr may come in between).
     wanted = set(stdout)
     assert [line for line in logs if line in wanted] == stdout, logs
+
+
+# Run inside a live runner container: who it is, and where it can write.
+WRITE_PROBE = """
+import os
+print("ids", os.getuid(), os.getgid())
+for folder in ("/", "/opt/venv", "/work", "/tmp"):
+    try:
+        open(os.path.join(folder, ".probe"), "w").close()
+        print(folder, "writable")
+    except OSError as exc:
+        print(folder, exc.strerror)
+"""
+
+
+def test_a_runner_container_is_uid_10001_on_a_read_only_root_writing_only_its_empty_dirs(
+    deployment: Release,
+) -> None:
+    """The runner image in a Job the API made, as the node really runs it."""
+    with deployment.client() as client:
+        job_id = submit(client, "acquire", "http",
+                        {"url": deployment.slow_url(30), "output": "slow.txt"})  # fmt: skip
+        wait_status(client, job_id, "running")
+        try:
+            seen = deployment.kubectl.run("exec", f"job/zyra-{job_id}", "-c", "runner", "--",
+                                          "python", "-c", WRITE_PROBE).splitlines()  # fmt: skip
+        finally:
+            client.delete(f"/jobs/{job_id}")
+    read_only = "Read-only file system"
+    assert seen == ["ids 10001 10001", f"/ {read_only}", f"/opt/venv {read_only}",
+                    "/work writable", "/tmp writable"]  # fmt: skip
