@@ -130,12 +130,11 @@ class KubernetesSettings(BaseModel):
     @model_validator(mode="after")
     def _data_volumes_fit_the_pod(self) -> KubernetesSettings:
         # Checked at start-up: a bad entry would otherwise fail every async run's Job.
-        own = {"work", "tmp"}
         names = [volume.get("name") for volume in self.volumes]
         for name in names:
             if not isinstance(name, str) or not name:
                 raise ValueError("ZYRA_K8S__VOLUMES: every volume needs a `name`")
-            if name in own or names.count(name) > 1:
+            if name in ("work", "tmp") or names.count(name) > 1:
                 raise ValueError(
                     f"ZYRA_K8S__VOLUMES: volume name {name!r} is taken (work and tmp are "
                     "the runner's own; names must be unique)"
@@ -151,10 +150,9 @@ class KubernetesSettings(BaseModel):
                 raise ValueError(f"ZYRA_K8S__VOLUME_MOUNTS: {name!r} needs an absolute `mountPath`")
             # It may not hide the runner's own folders nor land among its job folders;
             # inside /tmp (a scratch emptyDir) it is harmless.
-            work, mount = PurePosixPath(self.work_mount), PurePosixPath(path)
-            if any(_within(own, mount) for own in (work, PurePosixPath("/tmp"))) or _within(
-                mount, work
-            ):
+            work, target = PurePosixPath(self.work_mount), PurePosixPath(path)
+            hidden = [own for own in (work, PurePosixPath("/tmp")) if _within(own, target)]
+            if hidden or _within(target, work):
                 raise ValueError(
                     f"ZYRA_K8S__VOLUME_MOUNTS: {path} would hide the runner's own "
                     f"{self.work_mount} or /tmp, or lie inside {self.work_mount}"
