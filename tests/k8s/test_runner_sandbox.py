@@ -14,6 +14,7 @@ kernel must not.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,7 +96,11 @@ def _work_folder_on_the_node(cluster: RealCluster, k8s_client: client.ApiClient,
     [pod] = core.list_namespaced_pod(namespace, label_selector=f"zyra.job-id={job_id}").items
     volumes = cluster.folder / "kubelet" / "root" / "pods" / pod.metadata.uid / "volumes"
     folder = volumes / "kubernetes.io~empty-dir" / "work" / job_id
-    assert folder.is_dir(), sorted(str(p) for p in volumes.rglob("*"))
+    # `running` may be reported just before the runner has made its folder.
+    deadline = time.monotonic() + 30
+    while not folder.is_dir():
+        assert time.monotonic() < deadline, sorted(str(p) for p in volumes.rglob("*"))
+        time.sleep(0.2)
     return folder
 
 
