@@ -63,17 +63,25 @@ def test_rendered_resources_are_valid_for_the_pinned_kubernetes(
     assert passed == len(rendered.resources), done.stdout
 
 
-def test_the_api_accepts_the_chart_settings(
-    value_set: tuple[str, Path | None, Rendered], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every ZYRA_* name the chart sets is a real setting, with a value Settings takes."""
-    _, _, rendered = value_set
+def chart_settings(
+    rendered: Rendered, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, str], Settings]:
+    """The API container's environment as the kubelet would give it (Secrets resolved to
+    stand-ins), and the Settings the API reads from exactly that environment."""
     env = rendered.api_env(lambda var: "redis://existing" if "REDIS" in var else "existing")
     for name in [n for n in os.environ if n.startswith("ZYRA_")]:
         monkeypatch.delenv(name)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    settings = Settings()
+    return env, Settings()
+
+
+def test_the_api_accepts_the_chart_settings(
+    value_set: tuple[str, Path | None, Rendered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ZYRA_* name the chart sets is a real setting, with a value Settings takes."""
+    _, _, rendered = value_set
+    env, settings = chart_settings(rendered, monkeypatch)
     unknown = [k for k in env if k.startswith("ZYRA_")
                and not (is_settings_env(k) or k in gunicorn_env())]  # fmt: skip
     assert not unknown, f"not settings the API reads: {unknown}"
@@ -274,12 +282,7 @@ def test_input_data_is_one_read_only_volume_at_one_path_for_sync_and_async_runs(
     sync_mounts = [m for m in rendered.container(SYNC)["volumeMounts"] if m["name"] == "input-data"]
     assert sync_mounts == [{"name": "input-data", "mountPath": "/data", "readOnly": True}]
     assert "input-data" not in {m["name"] for m in rendered.container("api")["volumeMounts"]}
-    env = rendered.api_env(lambda var: "redis://existing" if "REDIS" in var else "existing")
-    for name in [n for n in os.environ if n.startswith("ZYRA_")]:
-        monkeypatch.delenv(name)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    settings = Settings()
+    _, settings = chart_settings(rendered, monkeypatch)
     assert settings.allowed_path_prefixes == ["/data"]
     run = JobSpec(job_id="j1", argv=["visualize", "heatmap", "--input=/data/t.npy"],
                   timeout_s=60, env={}, work_root="/work/j1")  # fmt: skip
