@@ -18,7 +18,15 @@ from datetime import datetime
 import redis
 
 from api.jobs.records import JobRecord
-from api.jobs.store import JobFilter, JobPage, cursor_of, finished_time, parse_cursor
+from api.jobs.store import (
+    Change,
+    JobFilter,
+    JobPage,
+    cursor_of,
+    expire_outputs,
+    finished_time,
+    parse_cursor,
+)
 from runner.dependencies import redis_reachable
 
 
@@ -178,24 +186,31 @@ class RedisJobStore:
                 pipe.zrem(self._owner_index(owner), job_id)
             pipe.execute()
 
-    def mark_outputs_expired(self, job_id: str, at: datetime) -> bool:
+    def update(self, job_id: str, change: Change) -> JobRecord | None:
         key = self._key(job_id)
         with redis_reachable(), self._redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(key)  # never bring back a record deleted meanwhile
                     raw = pipe.get(key)
-                    record = JobRecord.model_validate_json(raw) if raw else None
-                    if record is None or record.outputs_expired_at is not None:
+                    changed = change(JobRecord.model_validate_json(raw)) if raw else None
+                    if changed is None:
                         pipe.unwatch()
-                        return False
-                    marked = record.model_copy(update={"outputs_expired_at": at})
+                        return None
                     pipe.multi()
-                    pipe.set(key, marked.model_dump_json())
+                    self._write(pipe, changed)
                     pipe.execute()
-                    return True
+                    return changed
                 except redis.WatchError:
                     continue
+
+    def finished_since(self, cutoff: datetime) -> list[str]:
+        with redis_reachable():
+            ids = self._redis.zrangebyscore(self._finished, cutoff.timestamp(), "+inf")
+        return [i.decode() for i in ids]
+
+    def mark_outputs_expired(self, job_id: str, at: datetime) -> bool:
+        return self.update(job_id, expire_outputs(at)) is not None
 
 
 def _position(record: JobRecord) -> tuple[float, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -71,6 +71,19 @@ def parse_cursor(cursor: str) -> tuple[float, str]:
     return float(ts), job_id
 
 
+# What `JobStore.update` applies: the record's new version, or None to leave it be.
+Change = Callable[[JobRecord], JobRecord | None]
+
+
+def expire_outputs(at: datetime) -> Change:
+    def change(record: JobRecord) -> JobRecord | None:
+        if record.outputs_expired_at is not None:
+            return None
+        return record.model_copy(update={"outputs_expired_at": at})
+
+    return change
+
+
 class JobStore(Protocol):
     def save(self, record: JobRecord) -> None: ...
     def get(self, job_id: str) -> JobRecord | None: ...
@@ -86,6 +99,15 @@ class JobStore(Protocol):
 
     def forget(self, job_ids: Sequence[str]) -> None:
         """Delete the jobs' records and every index entry of them."""
+        ...
+
+    def update(self, job_id: str, change: Change) -> JobRecord | None:
+        """Replace a record with `change(record)` atomically (no other write in between);
+        the new record, or None when there is none or `change` returned None."""
+        ...
+
+    def finished_since(self, cutoff: datetime) -> list[str]:
+        """The jobs that ended at or after `cutoff`."""
         ...
 
     def mark_outputs_expired(self, job_id: str, at: datetime) -> bool:
@@ -233,16 +255,25 @@ class SqliteJobStore:
             db.execute("COMMIT")
         self._file.reclaim()
 
-    def mark_outputs_expired(self, job_id: str, at: datetime) -> bool:
+    def update(self, job_id: str, change: Change) -> JobRecord | None:
         with self._file.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-            record = JobRecord.model_validate_json(row[0]) if row else None
-            if record is None or record.outputs_expired_at is not None:
+            changed = change(JobRecord.model_validate_json(row[0])) if row else None
+            if changed is None:
                 db.execute("ROLLBACK")
-                return False
-            marked = record.model_copy(update={"outputs_expired_at": at})
-            db.execute("UPDATE jobs SET record = ? WHERE job_id = ?",
-                       (marked.model_dump_json(), job_id))  # fmt: skip
+                return None
+            db.execute(SAVE_JOB, self._row(changed))
             db.execute("COMMIT")
-        return True
+        return changed
+
+    def finished_since(self, cutoff: datetime) -> list[str]:
+        with self._file.connect() as db:
+            rows = db.execute(
+                "SELECT job_id FROM jobs WHERE finished >= ? ORDER BY finished",
+                (cutoff.timestamp(),),
+            ).fetchall()
+        return [job_id for (job_id,) in rows]
+
+    def mark_outputs_expired(self, job_id: str, at: datetime) -> bool:
+        return self.update(job_id, expire_outputs(at)) is not None
