@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
@@ -81,13 +82,29 @@ def _args_too_long(args: dict[str, Any], max_length: int) -> list[dict[str, Any]
     ]
 
 
+def _metadata_too_large(metadata: dict[str, Any] | None, max_bytes: int) -> list[dict[str, Any]]:
+    size = len(json.dumps(metadata, separators=(",", ":"))) if metadata is not None else 0
+    if size <= max_bytes:
+        return []
+    return [{
+        "loc": ["body", "metadata"],
+        "type": "too_long",
+        "msg": f"metadata may have at most {max_bytes} bytes as compact JSON "
+               f"(ZYRA_MAX_METADATA_BYTES); it has {size}",
+        "ctx": {"max_bytes": max_bytes},
+    }]  # fmt: skip
+
+
 def run_request_within_limits(
     body: RunRequest, request: Request, _caller: RunPrincipal
 ) -> RunRequest:
-    """The body of `POST /cli/run`, its argument strings within ZYRA_MAX_ARG_LENGTH;
+    """The body of `POST /cli/run`, its argument strings within ZYRA_MAX_ARG_LENGTH and
+    its metadata within ZYRA_MAX_METADATA_BYTES;
     checked after authentication (`_caller`), as the rest of the body is: without a
     valid credential the answer is 401, whatever the body holds."""
-    problems = _args_too_long(body.args, request.app.state.settings.max_arg_length)
+    settings = request.app.state.settings
+    problems = _args_too_long(body.args, settings.max_arg_length)
+    problems += _metadata_too_large(body.metadata, settings.max_metadata_bytes)
     if problems:
         raise RequestValidationError(problems)
     return body

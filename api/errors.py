@@ -52,11 +52,23 @@ class EscapingJSONResponse(JSONResponse):
             return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
 
 
+def _problems(detail: list[Any]) -> dict[str, Any]:
+    """A 422's body: each problem as FastAPI gives it, and `message`, all of them in one
+    line naming each field (`args.input: …`): what clients that show one string (n8n)
+    show."""
+    lines = []
+    for problem in detail:
+        loc = [str(part) for part in problem.get("loc", ())]
+        where = ".".join(loc[1:] if loc[:1] in (["body"], ["query"], ["path"]) else loc)
+        lines.append(f"{where}: {problem.get('msg', '')}" if where else str(problem.get("msg")))
+    return {"detail": detail, "message": "; ".join(lines)}
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     detail = json_safe(jsonable_encoder(exc.errors()))
     return EscapingJSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail}
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content=_problems(detail)
     )
 
 
@@ -106,10 +118,10 @@ DOMAIN_ERRORS: dict[type[Exception], ErrorAnswer] = {
     UnknownJobError: ErrorAnswer(status.HTTP_404_NOT_FOUND, _detail(str)),
     InvalidArgsError: ErrorAnswer(
         status.HTTP_422_UNPROCESSABLE_CONTENT,
-        _detail(lambda exc: [problem.as_detail() for problem in exc.problems]),
+        lambda exc: _problems([problem.as_detail() for problem in exc.problems]),
     ),
     InvalidRequestError: ErrorAnswer(
-        status.HTTP_422_UNPROCESSABLE_CONTENT, _detail(lambda exc: exc.problems)
+        status.HTTP_422_UNPROCESSABLE_CONTENT, lambda exc: _problems(list(exc.problems))
     ),
     MalformedUploadError: ErrorAnswer(status.HTTP_400_BAD_REQUEST, _detail(str)),
     UploadTooLargeError: ErrorAnswer(status.HTTP_413_CONTENT_TOO_LARGE, _detail(str)),

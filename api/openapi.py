@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from api.schemas import FailedRunResponse
 from api.settings import Settings
 from runner.catalog import STAGE_SOURCES
 
@@ -56,6 +57,16 @@ def _declare_timeouts(run_request: dict[str, Any], sync_max_s: float, async_max_
     run_request["else"] = {"properties": {"timeout_s": {"maximum": sync_max_s}}}
 
 
+def _declare_failed_runs(document: dict[str, Any]) -> None:
+    """The body of a 422 that `fail_on_nonzero_exit` asked for, which routes name by
+    reference beside FastAPI's own validation error (one status, two shapes)."""
+    schema = FailedRunResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = document["components"]["schemas"]
+    for name, definition in schema.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    components["FailedRunResponse"] = schema
+
+
 def install_openapi(app: FastAPI, settings: Settings) -> None:
     generate = app.openapi  # FastAPI's own: builds the document once, then caches it
 
@@ -63,6 +74,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
         if app.openapi_schema is None:
             document = generate()
             _declare_stage_filter(document, settings.stages)
+            _declare_failed_runs(document)
             run_request = document["components"]["schemas"]["RunRequest"]
             _declare_timeouts(
                 run_request, settings.sync_timeout_max_s, settings.async_timeout_max_s

@@ -16,7 +16,9 @@ from api.backends.base import Backend, RunnerReports
 from api.backends.local import LocalBackend
 from api.command_env import command_environment
 from api.errors import install_error_handlers
+from api.jobs.callback_outbox import CallbackOutbox, RetryRules
 from api.jobs.downloads import Downloads
+from api.jobs.records import JobRecord
 from api.jobs.redis_store import RedisJobStore
 from api.jobs.runner_credentials import CredentialKeeper, RedisJobUsers, RunnerCredentials
 from api.jobs.service import JobService
@@ -32,6 +34,7 @@ from api.method_not_allowed import install_method_not_allowed_handler
 from api.openapi import install_openapi
 from api.retention import RetentionCleaner
 from api.routers import cli, files, health, jobs, stream
+from api.schemas import JobView
 from api.security.api_keys import ApiKeyRing
 from api.security.authentication import Authenticator, install_auth_error_handler
 from api.security.log_redaction import install_log_redaction
@@ -45,10 +48,12 @@ from runner.events import EventLog, RedisEventLog, SqliteEventLog
 from runner.execute import CommandExecutor, Zygote
 from runner.quotas import MB
 from runner.sandbox import SandboxReport, make_non_dumpable
+from runner.secret_args import mask_args
 from runner.storage import S3Storage, make_storage
 from runner.template_pool import TemplatePool
 
 log = logging.getLogger("zyra.server")
+API_VERSION = "0.1.0"
 
 
 def _unsupported(settings: Settings) -> list[str]:
@@ -120,6 +125,30 @@ def build_job_service(
         backend=_backend(settings, runner_env, events, zygote),
         fair_share_queue=_fair_share_queue(settings),
         principal_sync_slots=_principal_sync_slots(settings),
+        callbacks=callback_outbox(settings, store),
+    )
+
+
+def _callback_body(record: JobRecord) -> bytes:
+    """A callback's body: the job as `GET /jobs/{id}` shows it, secret arguments masked
+    (the receiver need not be its owner)."""
+    masked = record.model_copy(update={"args": mask_args(record.args)})
+    return JobView.from_record(masked).model_dump_json().encode()
+
+
+def callback_outbox(settings: Settings, store: JobStore) -> CallbackOutbox:
+    rules = RetryRules(
+        settings.callback_retry_window_s,
+        settings.callback_not_found_window_s,
+        settings.callback_max_backoff_s,
+    )
+    return CallbackOutbox(
+        store,
+        settings.outbound_policy,
+        rules,
+        settings.callback_timeout_s,
+        _callback_body,
+        user_agent=f"zyra-orchestrator/{API_VERSION}",
     )
 
 
@@ -264,6 +293,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.job_service = service
         threading.Thread(target=_reconcile_until_done, args=(service,), daemon=True).start()
         service.fair_share.start()
+        service.callbacks.start()
         app.state.downloads = Downloads(service.get, service.store, service.storage, settings)
         app.state.uploads = UploadService(
             service.storage, settings.data_dir / "spool", settings.max_upload_mb * MB
@@ -280,6 +310,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await streams.close()
             service.fair_share.stop()
+            service.callbacks.stop()
             keeper.stop()
             cleaner.stop()
             service.backend.close()
@@ -288,7 +319,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="zyra-orchestrator",
         summary="Zyra's command line as a service: acquire, process, visualize, disseminate, run.",
-        version="0.1.0",
+        version=API_VERSION,
         lifespan=lifespan,
     )
     install_error_handlers(app)

@@ -552,6 +552,42 @@ class Settings(BaseSettings):
     def outbound_policy(self) -> OutboundPolicy:
         return OutboundPolicy.from_entries(self.outbound_allow)
 
+    # --- callbacks (docs/reference.md, "Callbacks") ------------------------------------
+    callback_retry_window_s: float = Field(
+        900,
+        gt=0,
+        description="How long a callback is retried after the job ended: network errors, "
+        "5xx, 408, 409, 425 and 429 (a receiver restarting, an n8n execution not yet at "
+        "its Wait node); then the delivery is `failed`.",
+    )
+    callback_not_found_window_s: float = Field(
+        120,
+        ge=0,
+        description="How long a 404 is retried too (the receiver may not be listening "
+        "yet); after it a 404 is final, as other 4xx are at once.",
+    )
+    callback_max_backoff_s: float = Field(
+        60,
+        gt=0,
+        description="Longest wait between two attempts (they start 1 s apart and double; "
+        "a Retry-After up to this is honoured).",
+    )
+    callback_timeout_s: float = Field(
+        10, gt=0, le=120, description="Seconds one attempt may take before it counts as failed."
+    )
+    max_metadata_bytes: int = Field(
+        4096,
+        ge=0,
+        description="Largest `metadata` object a run request may carry (as compact JSON); "
+        "it is echoed in every answer about the job. 0: none accepted.",
+    )
+    max_job_wait_s: float = Field(
+        60,
+        ge=0,
+        description="Longest `GET /jobs/{id}?wait=` long-poll; keep it under the idle "
+        "timeout of proxies in front (nginx: 60 s).",
+    )
+
     # --- limits (docs/security.md, "Limits and fair shares") ----------------------------
     rate_limit_window_s: int = Field(
         60,

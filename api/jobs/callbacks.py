@@ -1,4 +1,4 @@
-"""POST a finished job's record to its `callback_url`, retried with backoff.
+"""One attempt to POST a finished job to its `callback_url` (callback_outbox.py retries).
 
 The URL was checked when the job was submitted; names may resolve elsewhere by now
 (DNS rebinding), so every attempt checks it again and connects only to the addresses
@@ -8,10 +8,7 @@ followed only when it keeps the POST (307, 308) and leads to an allowed destinat
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
 
@@ -22,8 +19,6 @@ from runner.outbound import (
     RefusedDestinationError,
     UnresolvedDestinationError,
 )
-
-log = logging.getLogger("zyra.callbacks")
 
 MAX_REDIRECTS = 3
 _KEEPS_POST = (307, 308)
@@ -50,52 +45,57 @@ def check_callback(url: str, policy: OutboundPolicy) -> None:
         raise CallbackRefusedError(url, why)
 
 
-def deliver(
+@dataclass(frozen=True)
+class Answer:
+    """How one attempt went."""
+
+    status: int | None = None  # the receiver's HTTP status; None: no answer
+    error: str | None = None  # why it failed; None when delivered
+    refused: bool = False  # the destination is refused by the policy: final
+    retry_after_s: float | None = None  # as the receiver asked (429, 503)
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def post_once(
+    client: httpx.Client,
     url: str,
-    payload: dict[str, Any],
-    policy: OutboundPolicy | None = None,
-    attempts: int = 5,
-    first_delay_s: float = 1.0,
-) -> bool:
-    """True once the receiver answered 2xx; 4xx other than 408/429 is final, and so is
-    a destination the policy refuses."""
-    policy = policy or OutboundPolicy()
-    delay = first_delay_s
-    with httpx.Client(timeout=10) as client:
-        for attempt in range(1, attempts + 1):
-            try:
-                response = _post_following_redirects(client, url, payload, policy)
-                if response.is_success:
-                    return True
-                if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                    log.warning("callback %s refused: HTTP %s", url, response.status_code)
-                    return False
-                problem = f"HTTP {response.status_code}"
-            except UnresolvedDestinationError as exc:
-                problem = str(exc)  # DNS may answer again: retried like a connection error
-            except RefusedDestinationError as exc:
-                log.warning("callback %s not delivered: %s", url, exc)
-                return False
-            except httpx.HTTPError as exc:
-                problem = str(exc)
-            log.warning("callback %s attempt %d/%d failed: %s", url, attempt, attempts, problem)
-            if attempt < attempts:
-                time.sleep(delay)
-                delay *= 2
-    return False
+    body: bytes,
+    headers: dict[str, str],
+    policy: OutboundPolicy,
+) -> Answer:
+    """One attempt: POST `body` to `url`, following allowed 307/308 redirects."""
+    try:
+        response = _post_following_redirects(client, url, body, headers, policy)
+    except UnresolvedDestinationError as exc:  # DNS may answer again: retried
+        return Answer(error=str(exc))
+    except RefusedDestinationError as exc:
+        return Answer(error=str(exc), refused=True)
+    except httpx.HTTPError as exc:
+        return Answer(error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    if response.is_success:
+        return Answer(status=response.status_code)
+    return Answer(
+        status=response.status_code,
+        error=f"HTTP {response.status_code}",
+        retry_after_s=_seconds(response.headers.get("retry-after")),
+    )
 
 
-def deliver_in_background(
-    url: str, payload: dict[str, Any], policy: OutboundPolicy | None = None
-) -> None:
-    threading.Thread(target=deliver, args=(url, payload, policy), daemon=True).start()
+def _seconds(retry_after: str | None) -> float | None:
+    """A Retry-After in seconds (its HTTP-date form is ignored: clocks differ)."""
+    if retry_after and retry_after.strip().isdigit():
+        return float(retry_after.strip())
+    return None
 
 
 def _post_following_redirects(
-    client: httpx.Client, url: str, payload: dict[str, Any], policy: OutboundPolicy
+    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], policy: OutboundPolicy
 ) -> httpx.Response:
     for _ in range(MAX_REDIRECTS + 1):
-        response = _post_pinned(client, url, payload, policy)
+        response = _post_pinned(client, url, body, headers, policy)
         location = response.headers.get("location")
         if response.status_code not in _KEEPS_POST or not location:
             return response
@@ -108,13 +108,13 @@ def _post_following_redirects(
 
 
 def _post_pinned(
-    client: httpx.Client, url: str, payload: dict[str, Any], policy: OutboundPolicy
+    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], policy: OutboundPolicy
 ) -> httpx.Response:
     """POST to the addresses the policy checked for `url`, trying each in turn."""
     destination = policy.check_url(url, HTTP_SCHEMES)
     assert destination is not None  # http(s) always names a host
     if destination.is_literal:
-        return client.post(url, json=payload)
+        return client.post(url, content=body, headers=headers)
     target = httpx.URL(url)
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     error: httpx.TransportError | None = None
@@ -122,8 +122,8 @@ def _post_pinned(
         try:
             return client.post(
                 target.copy_with(host=str(address)),
-                json=payload,
-                headers={"Host": target.netloc.decode("ascii")},
+                content=body,
+                headers={**headers, "Host": target.netloc.decode("ascii")},
                 extensions=extensions,
             )
         except httpx.ConnectError as exc:

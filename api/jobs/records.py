@@ -17,6 +17,33 @@ class RunMode(StrEnum):
     ASYNC = "async"
 
 
+class DeliveryState(StrEnum):
+    PENDING = "pending"  # the job runs, or attempts go on
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # a final refusal, a refused destination, or the window passed
+
+
+class CallbackDelivery(BaseModel):
+    """Where a job's callback stands: what `GET /jobs/{id}` shows of it."""
+
+    state: DeliveryState = DeliveryState.PENDING
+    attempts: int = Field(0, description="POSTs made so far.")
+    last_status: int | None = Field(None, description="HTTP status of the last answer.")
+    last_error: str | None = Field(
+        None, description="Why the last attempt failed (no answer, or a refused one)."
+    )
+    delivered_at: datetime | None = None
+    next_attempt_at: datetime | None = Field(None, description="When it is tried again.")
+
+
+class CallbackTarget(BaseModel):
+    """Where and how to POST: kept in the record, never shown (it may hold credentials)."""
+
+    url: str
+    secret: str | None = None  # signs the body (Zyra-Signature)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -43,7 +70,12 @@ class JobRecord(BaseModel):
     outputs: list[OutputFile] = Field(default_factory=list)
     duration_s: float | None = None
     timeout_s: float | None = None
-    callback_url: str | None = None
+    callback_target: CallbackTarget | None = None
+    callback: CallbackDelivery | None = None
+    callback_claimed_until: datetime | None = Field(
+        None, description="An API process is making a callback attempt until then."
+    )
+    metadata: dict[str, Any] | None = Field(None, description="The client's, echoed back.")
     resources: dict[str, str] | None = None
     cancel_requested: bool = False
     runner: dict[str, Any] | None = Field(
@@ -60,6 +92,17 @@ class JobRecord(BaseModel):
     @classmethod
     def _known_reason(cls, fields: Any) -> Any:
         return known_reason(fields)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_callback_url(cls, fields: Any) -> Any:
+        """Records from before `callback_target` named only its URL."""
+        if isinstance(fields, dict) and "callback_url" in fields:
+            fields = dict(fields)
+            url = fields.pop("callback_url")
+            if url and not fields.get("callback_target"):
+                fields["callback_target"] = {"url": url}
+        return fields
 
     @model_validator(mode="after")
     def _legacy_owner(self) -> JobRecord:

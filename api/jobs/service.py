@@ -13,10 +13,11 @@ from typing import Any
 import anyio
 
 from api.backends.base import Backend, LaunchRefusedError, RunnerExit, RunnerJob, RunnerReports
-from api.jobs.callbacks import check_callback, deliver_in_background
+from api.jobs.callback_outbox import CallbackOutbox
+from api.jobs.callbacks import check_callback
 from api.jobs.finalisation import decide_ending
 from api.jobs.ownership import may_see, shown_to, visible_filter
-from api.jobs.records import JobRecord, RunMode, utcnow
+from api.jobs.records import CallbackDelivery, CallbackTarget, JobRecord, RunMode, utcnow
 from api.jobs.runner_credentials import RunnerCredentials
 from api.jobs.store import JobFilter, JobPage, JobStore, parse_cursor
 from api.limits.dispatcher import FairShareDispatcher
@@ -155,10 +156,13 @@ class JobService:
         backend: Callable[[RunnerReports], Backend],
         fair_share_queue: FairShareQueue,
         principal_sync_slots: SyncRunSlots,
+        callbacks: CallbackOutbox,
     ) -> None:
         """`backend` builds the backend that runs async jobs and reports their runners
         to this service; `fair_share_queue` holds each principal's jobs waiting for room
-        under its cap; `principal_sync_slots` counts each principal's sync runs."""
+        under its cap; `principal_sync_slots` counts each principal's sync runs;
+        `callbacks` delivers the callbacks of jobs that ended."""
+        self.callbacks = callbacks
         self.settings = settings
         self.credentials = credentials  # what runners get instead of the service's keys
         self.catalog = catalog
@@ -197,24 +201,26 @@ class JobService:
         mode: RunMode,
         timeout_s: float | None,
         resources: RunResources | None,
-        callback_url: str | None,
         principal: Principal,
+        callback: CallbackTarget | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> JobRecord:
         """`POST /cli/run`: a sync run's final record, or an async job's record once it is
         recorded (`mode` says which). Raises what the request is refused for, each
         answered by api/errors.py: a refused callback, an unknown stage or command,
         invalid args, a timeout or resources over the limits, an upload gone before the
         run, the sync executor down."""
-        if callback_url is not None:  # off the event loop: the name is resolved
-            await anyio.to_thread.run_sync(check_callback, callback_url, self.outbound)
+        if callback is not None:  # off the event loop: the name is resolved
+            await anyio.to_thread.run_sync(check_callback, callback.url, self.outbound)
         # Off the event loop: a `run` pipeline is read (maybe from S3) and parsed first.
         prepare = partial(
             self.prepare, stage, command, args, timeout_s, mode, resources, principal=principal
         )
         prepared = await anyio.to_thread.run_sync(prepare)
         if mode is RunMode.ASYNC:
-            return await anyio.to_thread.run_sync(self.submit, prepared, principal, callback_url)
-        return await self.run_sync(prepared, principal)
+            submit = partial(self.submit, prepared, principal, callback, metadata)
+            return await anyio.to_thread.run_sync(submit)
+        return await self.run_sync(prepared, principal, metadata)
 
     def prepare(
         self,
@@ -283,7 +289,12 @@ class JobService:
         return meta if meta is not None and may_see(principal, meta.owner) else None
 
     def _new_record(
-        self, prepared: PreparedRun, mode: RunMode, principal: Principal, callback_url: str | None
+        self,
+        prepared: PreparedRun,
+        mode: RunMode,
+        principal: Principal,
+        callback: CallbackTarget | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> JobRecord:
         return JobRecord(
             job_id=uuid.uuid4().hex,
@@ -294,7 +305,9 @@ class JobService:
             submitted_by=principal.name,
             owner=principal.id,
             timeout_s=prepared.timeout_s,
-            callback_url=callback_url,
+            callback_target=callback,
+            callback=CallbackDelivery() if callback else None,
+            metadata=metadata,
             resources=prepared.resources.model_dump(exclude_none=True)
             if prepared.resources
             else None,
@@ -309,7 +322,9 @@ class JobService:
 
     # --- sync ---------------------------------------------------------------------------
 
-    async def run_sync(self, prepared: PreparedRun, principal: Principal) -> JobRecord:
+    async def run_sync(
+        self, prepared: PreparedRun, principal: Principal, metadata: dict[str, Any] | None = None
+    ) -> JobRecord:
         """Run a job in this process's template process and answer with its final record:
         the same routine and events as an async job. LimitExceededError at once while
         `principal` has its cap of sync runs executing, rather than waiting for a
@@ -319,7 +334,7 @@ class JobService:
         slots = self.principal_sync_slots
         lease = await anyio.to_thread.run_sync(slots.acquire, principal.id, run_s)
         try:
-            record = self._new_record(prepared, RunMode.SYNC, principal, None)
+            record = self._new_record(prepared, RunMode.SYNC, principal, metadata=metadata)
             await anyio.to_thread.run_sync(self.store.save, record)
             try:
 
@@ -388,10 +403,14 @@ class JobService:
     # --- async --------------------------------------------------------------------------
 
     def submit(
-        self, prepared: PreparedRun, principal: Principal, callback_url: str | None
+        self,
+        prepared: PreparedRun,
+        principal: Principal,
+        callback: CallbackTarget | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> JobRecord:
         """Record the job, then hand it to the backend; returns at once."""
-        record = self._new_record(prepared, RunMode.ASYNC, principal, callback_url)
+        record = self._new_record(prepared, RunMode.ASYNC, principal, callback, metadata)
         self.store.save(record)
         try:
             self._announce(record.job_id)
@@ -501,8 +520,8 @@ class JobService:
             "job finished",
             extra={"job_id": job_id, "status": final.status.value, "exit_code": final.exit_code},
         )
-        if final.callback_url:
-            deliver_in_background(final.callback_url, final.model_dump(mode="json"), self.outbound)
+        if final.callback is not None:
+            self.callbacks.schedule(job_id)
         return final
 
     def _final_record(
@@ -596,6 +615,7 @@ class JobService:
                 if r.mode is RunMode.ASYNC and r.job_id not in waiting
             ])  # fmt: skip
         self.fair_share.dispatch_all()  # what waited through the restart
+        self.callbacks.resume()  # callbacks an earlier process had not delivered
 
     # --- reads --------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import version
 
 from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from api.deps import (
     CatalogDep,
@@ -13,7 +14,7 @@ from api.deps import (
     RunPrincipal,
     RunRequestWithinLimits,
 )
-from api.jobs.records import RunMode
+from api.jobs.records import CallbackTarget, RunMode
 from api.limits.admission import admit_sync_run
 from api.responses import (
     AUTHENTICATED,
@@ -22,7 +23,9 @@ from api.responses import (
     ErrorResponse,
     UnknownNameResponse,
 )
-from api.schemas import AcceptedResponse, CatalogResponse, RunResponse
+from api.routers.callbacks import CALLBACKS
+from api.schemas import AcceptedResponse, CatalogResponse, FailedRunResponse, JobView, RunRequest
+from runner.lifecycle import JobStatus
 
 router = APIRouter(prefix="/cli", tags=["cli"], responses=AUTHENTICATED)
 
@@ -34,8 +37,9 @@ async def list_commands(catalog: CatalogDep, _: ReadPrincipal) -> dict:
 
 @router.post(
     "/run",
-    response_model=RunResponse | AcceptedResponse,
+    response_model=JobView | AcceptedResponse,
     summary="Run one Zyra command",
+    callbacks=CALLBACKS,
     responses={
         400: {"model": ErrorResponse, "description": "The body is no JSON text (e.g. not UTF-8)"},
         413: {"model": ErrorResponse, "description": "The body is over ZYRA_MAX_REQUEST_BODY_MB"},
@@ -43,7 +47,7 @@ async def list_commands(catalog: CatalogDep, _: ReadPrincipal) -> dict:
             "model": UnknownNameResponse,
             "description": "Unknown stage or command; the detail names the valid ones",
         },
-        200: {"links": JOB_LINKS},
+        200: {"description": "mode sync: the job, ended", "links": JOB_LINKS},
         202: {
             "model": AcceptedResponse,
             "description": "mode async: the job is queued",
@@ -52,8 +56,19 @@ async def list_commands(catalog: CatalogDep, _: ReadPrincipal) -> dict:
         422: {
             "description": "An argument is unknown or has the wrong type or value, or a "
             "stage of a `run` pipeline is refused (the detail names the stage and argument), "
-            "or a URL (an argument or `callback_url`) leads to a refused destination",
-            "content": {"application/json": {"schema": VALIDATION_ERROR}},
+            "or a URL (an argument or `callback_url`) leads to a refused destination; or, "
+            "with `fail_on_nonzero_exit`, the sync run did not succeed (the body is then "
+            "the job, with a `detail`)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            VALIDATION_ERROR,
+                            {"$ref": "#/components/schemas/FailedRunResponse"},
+                        ]
+                    }
+                }
+            },
         },
     },
 )
@@ -63,7 +78,7 @@ async def run_command(
     principal: RunPrincipal,
     request: Request,
     response: Response,
-) -> RunResponse | AcceptedResponse:
+) -> JobView | AcceptedResponse | JSONResponse:
     if body.mode is RunMode.SYNC:
         await admit_sync_run(request, principal)  # its own, stricter rate (api/limits)
     record = await service.run(
@@ -73,10 +88,23 @@ async def run_command(
         mode=body.mode,
         timeout_s=body.timeout_s,
         resources=body.resources,
-        callback_url=str(body.callback_url) if body.callback_url else None,
         principal=principal,
+        callback=callback_target(body),
+        metadata=body.metadata,
     )
     if record.mode is RunMode.ASYNC:
         response.status_code = status.HTTP_202_ACCEPTED
         return AcceptedResponse(job_id=record.job_id)
-    return RunResponse.from_record(record)
+    view = JobView.from_record(record)
+    if body.fail_on_nonzero_exit and record.status is not JobStatus.SUCCEEDED:
+        failed = FailedRunResponse.of(view)
+        return JSONResponse(failed.model_dump(mode="json"), status.HTTP_422_UNPROCESSABLE_ENTITY)
+    return view
+
+
+def callback_target(body: RunRequest) -> CallbackTarget | None:
+    if body.callback_url is None:
+        return None
+    return CallbackTarget(
+        url=str(body.callback_url), secret=body.callback_secret, headers=body.callback_headers
+    )

@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Header, HTTPException, Query, status
-from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool
 
@@ -15,9 +21,9 @@ from api.jobs.downloads import NoOutputError, OutputsGoneError, RedirectDownload
 from api.jobs.records import JobRecord
 from api.jobs.service import JobService
 from api.jobs.store import CURSOR_PATTERN, JobFilter
-from api.request_errors import UnknownJobError
-from api.responses import AUTHENTICATED, RETRY_AFTER, ErrorResponse, not_found
-from api.schemas import CancelResponse, JobList, JobView
+from api.request_errors import FieldProblem, InvalidRequestError, UnknownJobError
+from api.responses import AUTHENTICATED, RETRY_AFTER, VALIDATION_ERROR, ErrorResponse, not_found
+from api.schemas import CancelResponse, FailedRunResponse, JobList, JobView
 from api.security.principals import Principal
 from api.streams.follow import resume_point
 from api.streams.slots import StreamRefusedError, StreamRefusedResponse
@@ -64,17 +70,78 @@ async def list_jobs(
     return JobList(jobs=[JobView.from_record(r) for r in page.jobs], next_cursor=page.next_cursor)
 
 
+class WaitTooLongError(InvalidRequestError):
+    def __init__(self, wait: float, maximum: float) -> None:
+        why = f"wait may be at most {maximum:g} seconds (ZYRA_MAX_JOB_WAIT_S); got {wait:g}"
+        super().__init__(why, [FieldProblem(loc=["query", "wait"], type="less_than_equal",
+                                            msg=why, input=wait)])  # fmt: skip
+
+
 @router.get(
     "/{job_id}",
     response_model=JobView,
-    summary="A job's status, logs and outputs",
-    responses=UNKNOWN_JOB,
+    summary="A job's status, logs and outputs; with `wait`, once it has ended",
+    responses={
+        **UNKNOWN_JOB,
+        422: {
+            "description": "`wait` over ZYRA_MAX_JOB_WAIT_S; or, with "
+            "`fail_on_nonzero_exit`, the job ended without succeeding (the body is then "
+            "the job, with a `detail`)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            VALIDATION_ERROR,
+                            {"$ref": "#/components/schemas/FailedRunResponse"},
+                        ]
+                    }
+                }
+            },
+        },
+        503: {
+            "model": StreamRefusedResponse,
+            "description": "A long-poll over the caller's share of open streams "
+            "(`limit` names the setting), or a dependency is down; retry",
+            "headers": RETRY_AFTER,
+        },
+    },
 )
-async def get_job(job_id: str, service: JobServiceDep, principal: ReadPrincipal) -> JobView:
+async def get_job(
+    job_id: str,
+    service: JobServiceDep,
+    streams: JobStreamsDep,
+    principal: ReadPrincipal,
+    request: Request,
+    wait: Annotated[
+        float,
+        Query(ge=0, allow_inf_nan=False, description="Long-poll: answer as soon as the job "
+              "has ended, or after this many seconds (at most ZYRA_MAX_JOB_WAIT_S) with "
+              "its status then. Counts as an open stream while it waits."),
+    ] = 0,
+    fail_on_nonzero_exit: Annotated[
+        bool,
+        Query(description="A job that ended without succeeding answers 422 (the job, "
+              "with a `detail`) instead of 200."),
+    ] = False,
+) -> JobView | JSONResponse:  # fmt: skip
+    maximum = request.app.state.settings.max_job_wait_s
+    if wait > maximum:
+        raise WaitTooLongError(wait, maximum)
+    if wait:
+        record = await job_or_404(service, job_id, principal)  # first: ids do not leak
+        if not record.status.is_terminal():
+            try:
+                await streams.until_ended(job_id, principal.id, wait)
+            except StreamRefusedError as exc:
+                return exc.response()
     record = await anyio.to_thread.run_sync(service.show, job_id, principal)
     if record is None:
         raise no_such_job(job_id)
-    return JobView.from_record(record)
+    view = JobView.from_record(record)
+    if fail_on_nonzero_exit and view.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        failed = FailedRunResponse.of(view)
+        return JSONResponse(failed.model_dump(mode="json"), status.HTTP_422_UNPROCESSABLE_ENTITY)
+    return view
 
 
 @router.delete(

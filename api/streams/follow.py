@@ -154,6 +154,25 @@ class JobStreams:
                 return None
         return stream
 
+    async def until_ended(self, job_id: str, principal_id: str, timeout_s: float) -> None:
+        """Return once the job's record has ended (or is gone), the server is shutting
+        down, or `timeout_s` has passed: a long-poll. Holds one of the principal's
+        stream slots meanwhile; StreamRefusedError when it has none left."""
+        if timeout_s <= 0 or self.watch.closed:
+            return
+        slot = self.slots.take(principal_id)
+        try:
+            with anyio.move_on_after(timeout_s), self.watch.following(job_id, 0) as waiter:
+                while not self.watch.closed:
+                    waiter.clear()  # first: an end stored while reading wakes the wait
+                    seen = self.watch.tick
+                    record = await self.reads.read(seen, self.store.get, job_id)
+                    if record is None or record.status.is_terminal():
+                        return
+                    await waiter.wait()
+        finally:
+            slot.release()
+
     async def _follow(self, job_id: str, after: int) -> AsyncGenerator[JobEvent, None]:
         with self.watch.following(job_id, after) as waiter:
             while True:

@@ -211,7 +211,7 @@ def test_a_multi_megabyte_upload_then_a_sync_run_and_its_download(
     })  # fmt: skip
     assert run.status_code == 200, run.text
     body = run.json()
-    assert (body["status"], body["exit_code"]) == ("success", 0), body["stderr"]
+    assert (body["status"], body["exit_code"]) == ("succeeded", 0), body["stderr"]
     [output] = body["outputs"]
     png = client.get(f"/jobs/{body['job_id']}/download").content
     assert png.startswith(b"\x89PNG") and hashlib.sha256(png).hexdigest() == output["sha256"]

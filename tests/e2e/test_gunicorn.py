@@ -74,7 +74,7 @@ def test_local_backend_runs_one_worker_whatever_is_asked_and_says_why(
             )  # fmt: skip
             assert response.status_code == 200, response.text
             body = response.json()
-            assert (body["status"], body["exit_code"]) == ("success", 0), body["stderr"]
+            assert (body["status"], body["exit_code"]) == ("succeeded", 0), body["stderr"]
             png = client.get(f"/jobs/{body['job_id']}/download").content
             assert png.startswith(PNG_MAGIC)
         assert '"GET /healthz HTTP/1.1" 200' in server.stdout  # the access log, on stdout

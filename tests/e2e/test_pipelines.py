@@ -195,7 +195,7 @@ def test_an_inline_pipeline_runs_sync(client: httpx.Client, inputs: Path) -> Non
     })  # fmt: skip
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["status"] == "success" and body["exit_code"] == 0, body["stderr"]
+    assert body["status"] == "succeeded" and body["exit_code"] == 0, body["stderr"]
     assert [o["name"] for o in body["outputs"]] == ["map.png"]  # not the staged pipeline
     png = client.get(f"/jobs/{body['job_id']}/download")
     assert png.status_code == 200 and png.content.startswith(PNG_MAGIC)

@@ -106,7 +106,7 @@ def test_a_sync_heatmap_is_byte_identical_to_a_direct_run(
     client: httpx.Client, inputs: Path, tmp_path: Path
 ) -> None:
     body = run(client, "visualize", "heatmap", heatmap(inputs, "heat.png"))
-    assert body["status"] == "success" and body["stderr"] == "INFO: heat.png\n"
+    assert body["status"] == "succeeded" and body["stderr"] == "INFO: heat.png\n"
     png = download(client, body["job_id"])
     direct = tmp_path / "direct.png"
     subprocess.run(

@@ -46,7 +46,7 @@ def test_heatmap_png_from_npy(client: httpx.Client, inputs: Path) -> None:
         {"input": str(inputs / "field.npy"), "output": "heat.png", "width": 240, "height": 120,
          **MAP_FLAGS},
     )  # fmt: skip
-    assert body["status"] == "success" and body["exit_code"] == 0
+    assert body["status"] == "succeeded" and body["exit_code"] == 0
     assert body["reason"] == "Completed"
     assert "heat.png" in body["stderr"]  # Zyra logs the path it wrote
     [output] = body["outputs"]
@@ -122,7 +122,7 @@ def test_uncaught_exception_exits_1_with_traceback(client: httpx.Client, inputs:
         "convert-format",
         {"file_or_url": str(inputs / "garbage.grib2"), "format": "netcdf", "output": "x.nc"},
     )
-    assert body["status"] == "error"
+    assert body["status"] == "failed"
     assert body["exit_code"] == 1 and body["reason"] == "Error"
     assert "Traceback (most recent call last)" in body["stderr"]
     assert "no GRIB messages found" in body["stderr"]
@@ -138,7 +138,7 @@ def test_usage_error_exits_2_with_zyras_usage_message(client: httpx.Client, inpu
         {"input": str(inputs / "field.npy"), "output": "h.png", "cmap": "viridis",
          "cmap_file": "colors.json"},
     )  # fmt: skip
-    assert body["exit_code"] == 2 and body["status"] == "error"
+    assert body["exit_code"] == 2 and body["status"] == "failed"
     assert "usage: zyra" in body["stderr"]
     assert "not allowed with argument" in body["stderr"]
 
@@ -159,7 +159,7 @@ def test_timeout_kills_the_command_and_reports_124(
     body = run(client, "acquire", "http", {"url": silent_server, "output": "x.bin"}, timeout_s=2)
     elapsed = time.monotonic() - started
     assert body["exit_code"] == 124 and body["reason"] == "Timeout"
-    assert body["status"] == "error"
+    assert body["status"] == "failed"
     assert elapsed < 2 + 2 + 5  # timeout + kill grace + slack
 
 

@@ -28,7 +28,7 @@ def test_sync_and_async_runs_read_the_same_file_from_the_data_volume(
     with deployment.client() as client:
         by_path = {"input": f"{INPUT_MOUNT}/field.npy", "output": "map.png", **HEATMAP}
         sync = run_sync(client, "visualize", "heatmap", by_path)
-        assert (sync["status"], sync["exit_code"]) == ("success", 0), sync
+        assert (sync["status"], sync["exit_code"]) == ("succeeded", 0), sync
         job_id = submit(client, "visualize", "heatmap", by_path)
         done = wait_finished(client, job_id)
         assert (done["status"], done["exit_code"]) == ("succeeded", 0), done
@@ -48,7 +48,7 @@ def test_no_run_writes_into_the_data_volume(deployment: Release) -> None:
         sync = run_sync(client, "visualize", "heatmap", evil)
         job_id = submit(client, "visualize", "heatmap", evil)
         done = wait_finished(client, job_id)
-    assert sync["status"] == "error" and sync["exit_code"] != 0, sync
+    assert sync["status"] == "failed" and sync["exit_code"] != 0, sync
     assert done["status"] == "failed" and done["exit_code"] != 0, done
     for record in (sync, done):
         assert "Read-only file system" in record["stderr"] or "denied" in record["stderr"], record

@@ -26,7 +26,7 @@ def test_a_sync_heatmap_of_an_upload_answers_with_its_png(deployment: Release) -
                 "height": 120, **NO_MAP_FEATURES}  # fmt: skip
         result = run_sync(client, "visualize", "heatmap", args)
         assert (result["status"], result["exit_code"], result["reason"]) == (
-            "success", 0, "Completed"
+            "succeeded", 0, "Completed"
         ), result  # fmt: skip
         [output] = result["outputs"]
         assert output["name"] == "heatmap.png"

@@ -39,7 +39,7 @@ def enum_of(schema: dict[str, Any], openapi: dict[str, Any]) -> list[str] | None
     [
         ("JobView", "status", STATUSES),
         ("JobView", "reason", REASONS),
-        ("RunResponse", "reason", REASONS),
+        ("FailedRunResponse", "reason", REASONS),
         ("CancelResponse", "status", STATUSES),
     ],
 )

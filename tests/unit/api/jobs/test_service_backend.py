@@ -17,6 +17,7 @@ from api.limits.fair_share import SqliteFairShareQueue
 from api.limits.sync_slots import LocalSyncRunSlots
 from api.resources import RunResources
 from api.security.principals import Principal, Scope
+from api.server import callback_outbox
 from api.settings import Settings
 from runner.catalog import CommandCatalog, CommandSpec
 from runner.events import SqliteEventLog
@@ -64,10 +65,11 @@ class RecordingBackend:
 @pytest.fixture
 def service(tmp_path: Path) -> JobService:
     settings = Settings(data_dir=tmp_path / "data", max_running_jobs_per_principal=1)
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     return JobService(
         settings,
         CommandCatalog({}),
-        SqliteJobStore(tmp_path / "jobs.sqlite3"),
+        store,
         SqliteEventLog(tmp_path / "events.sqlite3"),
         LocalStorage(tmp_path / "storage"),
         CommandExecutor(Zygote({}, settings.sandbox_policy), settings.kill_grace_s),
@@ -75,6 +77,7 @@ def service(tmp_path: Path) -> JobService:
         backend=RecordingBackend,
         fair_share_queue=SqliteFairShareQueue(tmp_path / "fair_share.sqlite3"),
         principal_sync_slots=LocalSyncRunSlots(settings.max_sync_runs_per_principal),
+        callbacks=callback_outbox(settings, store),
     )
 
 

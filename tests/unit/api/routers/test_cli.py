@@ -167,7 +167,10 @@ def test_bad_argument_answers_list_loc_msg_type_input(app_client: TestClient) ->
     [problem] = r.json()["detail"]
     assert problem["loc"] == ["body", "args", "width"] and problem["input"] == "wide"
     in_order = {key: problem[key] for key in ("loc", "msg", "type", "input")}
-    assert (r.status_code, r.content) == (422, rendered({"detail": [in_order]}))
+    message = "args.width: wrong type; expects an integer"  # loc and msg, as n8n shows it
+    assert (r.status_code, r.content) == (
+        422, rendered({"detail": [in_order], "message": message})
+    )  # fmt: skip
 
 
 def test_timeout_answer_is_exactly_loc_msg_type_input(app_client: TestClient) -> None:
@@ -176,7 +179,10 @@ def test_timeout_answer_is_exactly_loc_msg_type_input(app_client: TestClient) ->
     )
     problem = {"loc": ["body", "timeout_s"], "msg": "timeout_s may be at most 30 seconds; got 31",
                "type": "less_than_equal", "input": 31.0}  # fmt: skip
-    assert (r.status_code, r.content) == (422, rendered({"detail": [problem]}))
+    message = "timeout_s: timeout_s may be at most 30 seconds; got 31"
+    assert (r.status_code, r.content) == (
+        422, rendered({"detail": [problem], "message": message})
+    )  # fmt: skip
 
 
 def test_resources_answer_is_exactly_loc_type_msg(app_client: TestClient) -> None:
@@ -190,7 +196,10 @@ def test_resources_answer_is_exactly_loc_type_msg(app_client: TestClient) -> Non
          "msg": f"{name} may be at most {limit}"}
         for name, limit in (("cpu", "2"), ("memory", "4Gi"))
     ]  # fmt: skip
-    assert (r.status_code, r.content) == (422, rendered({"detail": problems}))
+    message = "resources.cpu: cpu may be at most 2; resources.memory: memory may be at most 4Gi"
+    assert (r.status_code, r.content) == (
+        422, rendered({"detail": problems, "message": message})
+    )  # fmt: skip
 
 
 def test_refused_callback_answer_is_exactly_loc_msg_type_input(app_client: TestClient) -> None:
@@ -203,7 +212,10 @@ def test_refused_callback_answer_is_exactly_loc_msg_type_input(app_client: TestC
     why = callback_refusal(hook, app_client.app.state.job_service.outbound)
     assert why and "127.0.0.1" in why
     problem = {"loc": ["body", "callback_url"], "msg": why, "type": "url", "input": hook}
-    assert (r.status_code, r.content) == (422, rendered({"detail": [problem]}))
+    message = f"callback_url: {why}"
+    assert (r.status_code, r.content) == (
+        422, rendered({"detail": [problem], "message": message})
+    )  # fmt: skip
 
 
 def test_an_upload_gone_before_the_run_answers_exactly_loc_type_msg(
@@ -220,7 +232,10 @@ def test_an_upload_gone_before_the_run_answers_exactly_loc_type_msg(
     [problem] = r.json()["detail"]
     assert file_id in problem["msg"]
     gone = {"loc": ["body", "args"], "type": "file_ref", "msg": problem["msg"]}
-    assert (r.status_code, r.content) == (422, rendered({"detail": [gone]}))
+    message = f"args: {problem['msg']}"
+    assert (r.status_code, r.content) == (
+        422, rendered({"detail": [gone], "message": message})
+    )  # fmt: skip
 
 
 def test_an_executor_that_is_down_answers_503_naming_it(

@@ -7,6 +7,7 @@ import json
 
 from fastapi.testclient import TestClient
 
+MISSING_FILE_MESSAGE = "file: send the file as multipart/form-data in the field 'file'"
 MISSING_FILE = [{"loc": ["body", "file"], "type": "missing",
                  "msg": "send the file as multipart/form-data in the field 'file'"}]  # fmt: skip
 
@@ -28,14 +29,20 @@ def test_an_upload_answers_201_with_its_metadata(app_client: TestClient) -> None
 
 def test_a_body_that_is_not_multipart_answers_exactly_422(app_client: TestClient) -> None:
     r = app_client.post("/upload", content=b"raw")
-    assert (r.status_code, r.content) == (422, rendered({"detail": MISSING_FILE}))
+    assert (r.status_code, r.content) == (
+        422,
+        rendered({"detail": MISSING_FILE, "message": MISSING_FILE_MESSAGE}),
+    )
 
 
 def test_a_multipart_body_without_the_file_field_answers_exactly_422(
     app_client: TestClient,
 ) -> None:
     r = app_client.post("/upload", files={"other": ("a.txt", b"x")})
-    assert (r.status_code, r.content) == (422, rendered({"detail": MISSING_FILE}))
+    assert (r.status_code, r.content) == (
+        422,
+        rendered({"detail": MISSING_FILE, "message": MISSING_FILE_MESSAGE}),
+    )
 
 
 def test_a_malformed_multipart_body_answers_exactly_400(app_client: TestClient) -> None:

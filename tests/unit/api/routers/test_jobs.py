@@ -54,7 +54,10 @@ def test_listing_with_an_unknown_stage_answers_exactly_loc_type_msg(
     [problem] = r.json()["detail"]
     assert problem["msg"].startswith("unknown stage 'paint'; valid stages: ")
     exact = {"loc": ["query", "stage"], "type": "enum", "msg": problem["msg"]}
-    assert (r.status_code, r.content) == (422, rendered({"detail": [exact]}))
+    message = f"stage: {problem['msg']}"
+    assert (r.status_code, r.content) == (
+        422, rendered({"detail": [exact], "message": message})
+    )  # fmt: skip
 
 
 def test_listing_by_a_stage_alias_finds_the_stage(app_client: TestClient) -> None:
