@@ -1,12 +1,11 @@
 """When a callback is tried again, and where its delivery stands after each attempt,
-with a real store and a real receiver on loopback."""
+with each real store (tests/unit/api/jobs/conftest.py) and a real receiver on loopback."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,7 @@ from api.jobs.records import (
     RunMode,
     utcnow,
 )
-from api.jobs.store import SqliteJobStore
+from api.jobs.store import JobStore
 from runner.lifecycle import JobStatus
 from runner.outbound import OutboundPolicy
 from tests.unit.api.jobs.test_callbacks import Receiver, start_receiver
@@ -65,7 +64,7 @@ def receiver() -> Iterator[Receiver]:
     hook.server.server_close()
 
 
-def ended_job(store: SqliteJobStore, url: str, **callback: object) -> JobRecord:
+def ended_job(store: JobStore, url: str, **callback: object) -> JobRecord:
     now = utcnow()
     record = JobRecord(
         job_id="a" * 32, mode=RunMode.ASYNC, stage="visualize", command="heatmap",
@@ -77,15 +76,14 @@ def ended_job(store: SqliteJobStore, url: str, **callback: object) -> JobRecord:
     return record
 
 
-def outbox(store: SqliteJobStore) -> CallbackOutbox:
+def outbox(store: JobStore) -> CallbackOutbox:
     policy = OutboundPolicy.from_entries(["127.0.0.1"])
     return CallbackOutbox(store, policy, RULES, 5, lambda r: r.model_dump_json().encode())
 
 
 def test_each_attempt_is_recorded_and_a_2xx_ends_delivery(
-    tmp_path: Path, receiver: Receiver
+    store: JobStore, receiver: Receiver
 ) -> None:
-    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     job = ended_job(store, f"http://127.0.0.1:{receiver.port}/hook")
     receiver.answers = [(409, None)]
     sender = outbox(store)
@@ -109,9 +107,8 @@ def test_each_attempt_is_recorded_and_a_2xx_ends_delivery(
 
 
 def test_a_claimed_callback_is_not_attempted_by_another_process(
-    tmp_path: Path, receiver: Receiver
+    store: JobStore, receiver: Receiver
 ) -> None:
-    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     job = ended_job(store, f"http://127.0.0.1:{receiver.port}/hook")
     claimed = job.model_copy(update={"callback_claimed_until": utcnow() + timedelta(seconds=30)})
     store.save(claimed)
@@ -123,8 +120,7 @@ def test_a_claimed_callback_is_not_attempted_by_another_process(
     assert delivery is not None and delivery.state is DeliveryState.DELIVERED
 
 
-def test_resume_schedules_only_pending_callbacks(tmp_path: Path, receiver: Receiver) -> None:
-    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+def test_resume_schedules_only_pending_callbacks(store: JobStore, receiver: Receiver) -> None:
     url = f"http://127.0.0.1:{receiver.port}/hook"
     pending = ended_job(store, url)
     done = pending.model_copy(

@@ -144,3 +144,25 @@ def test_a_file_of_the_layout_without_finished_times_is_upgraded_and_shrinks(
     assert file_size(path) < full / 10, (full, file_size(path))
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # incremental from now on
+
+
+def test_jobs_ended_since_a_time_are_found_and_running_ones_are_not(store: JobStore) -> None:
+    early, late, running = ids(3, "e")
+    store.save(record(early, finished=T0 - timedelta(minutes=10)))
+    store.save(record(late, JobStatus.FAILED, finished=T0 + timedelta(minutes=1)))
+    store.save(record(running, JobStatus.RUNNING))
+    assert store.finished_since(T0) == [late]
+    assert sorted(store.finished_since(T0 - timedelta(hours=1))) == sorted([early, late])
+
+
+def test_an_update_replaces_the_record_unless_the_change_declines(store: JobStore) -> None:
+    [job_id] = ids(1, "u")
+    store.save(record(job_id, JobStatus.RUNNING))
+    ended = store.update(job_id, lambda r: r.model_copy(
+        update={"status": JobStatus.SUCCEEDED, "finished_at": T0, "stdout": "done"}))  # fmt: skip
+    assert ended is not None and store.get(job_id) == ended
+    assert store.finished_since(T0) == [job_id]  # its indexes follow the new record
+    assert store.update(job_id, lambda r: None) is None
+    assert store.get(job_id) == ended
+    assert store.update("0" * 32, lambda r: r) is None  # no record: nothing made
+    assert store.get("0" * 32) is None
