@@ -33,7 +33,9 @@ log = logging.getLogger("zyra.callbacks")
 # Answers that may change if asked again: the receiver is busy, restarting, rate
 # limiting, or (409) an n8n execution that has not reached its Wait node yet.
 RETRIED_STATUSES = frozenset({408, 409, 425, 429})
-WORKERS = 4
+# Attempts at once: a receiver that holds each connection until the timeout delays
+# the others only once all of these wait on it.
+WORKERS = 16
 RESUME_LOOKBACK = timedelta(days=1)  # pending callbacks older than the window: a last try
 
 
