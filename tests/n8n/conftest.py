@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import API_KEY, ApiServer, start_api, stop_api
+from tests.e2e.jobs_client import submit, wait_finished, wait_status
 from tests.n8n.n8n_client import N8nClient, load_workflow
 from tests.n8n.n8n_server import REPO, N8nServer, n8n_binary
 
@@ -117,3 +119,16 @@ def upload(zyra: httpx.Client, name: str, data: bytes) -> dict[str, Any]:
 def uploaded_field(zyra: httpx.Client, field_npy: bytes) -> str:
     """The id of field.npy uploaded to the service."""
     return upload(zyra, "field.npy", field_npy)["file_id"]
+
+
+@contextmanager
+def slot_held(zyra: httpx.Client, silent_server: str) -> Iterator[str]:
+    """The key's only async slot, taken by a job that never ends until the block exits."""
+    job_id = submit(zyra, "acquire", "http", {"url": silent_server, "output": "never"},
+                    timeout_s=300)  # fmt: skip
+    wait_status(zyra, job_id, "running")
+    try:
+        yield job_id
+    finally:
+        zyra.delete(f"/jobs/{job_id}")
+        wait_finished(zyra, job_id)

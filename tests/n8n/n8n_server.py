@@ -104,7 +104,10 @@ class N8nServer:
         return done.stdout
 
     def start(self, timeout: float = 180) -> None:
+        """Starts n8n; again after `stop`, on the same port and state (a restart)."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        # A restart appends to the log: only what this start writes counts as READY.
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         started = time.monotonic()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -116,7 +119,7 @@ class N8nServer:
         # webhooks are mounted; the start command logs READY once all of it is (and the
         # active workflows are activated).
         up = wait_ready(f"{self.url}/healthz", self.process, self.log, timeout)
-        while up and READY not in self.log():
+        while up and READY.encode() not in self.log_path.read_bytes()[offset:]:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 up = False
             time.sleep(0.1)

@@ -13,15 +13,14 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import API_KEY
-from tests.e2e.jobs_client import submit, wait_finished, wait_status
-from tests.n8n.conftest import EXAMPLES, Workflow, upload
+from tests.e2e.jobs_client import wait_finished
+from tests.n8n.conftest import EXAMPLES, Workflow, slot_held, upload
 from tests.n8n.n8n_client import N8nClient
 from tests.n8n.n8n_server import N8nServer
 
@@ -34,19 +33,6 @@ def downloaded(zyra: httpx.Client, job_id: str, name: str) -> bytes:
     reply = zyra.get(f"/jobs/{job_id}/download", params={"file": name})
     assert reply.status_code == 200, reply.text
     return reply.content
-
-
-@contextmanager
-def slot_held(zyra: httpx.Client, silent_server: str) -> Iterator[str]:
-    """The key's only async slot, taken by a job that never ends until the block exits."""
-    job_id = submit(zyra, "acquire", "http", {"url": silent_server, "output": "never"},
-                    timeout_s=300)  # fmt: skip
-    wait_status(zyra, job_id, "running")
-    try:
-        yield job_id
-    finally:
-        zyra.delete(f"/jobs/{job_id}")
-        wait_finished(zyra, job_id)
 
 
 def wait_queued(zyra: httpx.Client, command: str, timeout_s: float = 30) -> str:
