@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 PIP_INSTALL = $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 
 # Python sources ruff checks (tools/ and the chart's smoke test included).
-PY_SOURCES = api runner tests bench tools charts/zyra-orchestrator/files
+PY_SOURCES = api runner client tests bench tools charts/zyra-orchestrator/files
 
 ZYRA_API_KEYS ?= dev:local-dev-key
 ZYRA_PORT     ?= 8000
@@ -16,8 +16,9 @@ ZYRA_PORT     ?= 8000
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+$(VENV)/.installed: pyproject.toml constraints.txt client/pyproject.toml | $(BIN)/python
 	$(PIP_INSTALL) -e '.[api,dev]'
+	$(PIP_INSTALL) -e ./client
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,0 +1,1 @@
+"""`zyra-remote`: Zyra's command line, run on a zyra-orchestrator service."""

@@ -1,0 +1,161 @@
+"""`zyra-remote` run as a user runs it: a subprocess of the venv's script, in a folder of
+its own, against a real API server."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from zyra_client import Client
+
+from tests.client.conftest import HEATMAP_FLAGS, ZYRA_REMOTE, upload_count, wait_for_status
+from tests.e2e.conftest import ApiServer
+
+ZYRA = Path(sys.executable).parent / "zyra"
+
+
+def remote(
+    *words: str, env: dict[str, str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ZYRA_REMOTE), *words], env=env, cwd=cwd, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def test_a_heatmap_lands_where_named_and_matches_a_local_run(
+    user_env: dict[str, str], inputs: Path, tmp_path: Path
+) -> None:
+    here, local = tmp_path / "remote", tmp_path / "local"
+    for folder in (here, local):
+        folder.mkdir()
+        shutil.copy(inputs / "field.npy", folder / "field.npy")
+    (local / "out").mkdir()  # Zyra does not make it; zyra-remote does
+    words = ["visualize", "heatmap", "--input", "field.npy", "--output", "out/map.png"]
+
+    ran = remote(*words, *HEATMAP_FLAGS, env=user_env, cwd=here)
+    direct = subprocess.run(
+        [str(ZYRA), *words, *HEATMAP_FLAGS], cwd=local, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+    assert ran.returncode == 0, ran.stderr
+    assert direct.returncode == 0, direct.stderr
+    assert (here / "out" / "map.png").read_bytes() == (local / "out" / "map.png").read_bytes()
+    assert ran.stderr == "INFO: map.png\n"  # Zyra's own line, with the name it was given
+    assert list(Path(user_env["XDG_CACHE_HOME"], "zyra-remote").glob("*/*.json"))
+
+
+def test_a_failing_command_exits_with_its_code_and_zyras_message(
+    user_env: dict[str, str], inputs: Path, tmp_path: Path
+) -> None:
+    words = ["visualize", "heatmap", "--input", str(inputs / "field.npy"), "--output", "x.png",
+             "--cmap", "no-such-colormap", *HEATMAP_FLAGS]  # fmt: skip
+    direct = subprocess.run([str(ZYRA), *words], cwd=tmp_path, capture_output=True, text=True)
+    ran = remote(*words, env=user_env, cwd=tmp_path)
+
+    assert direct.returncode != 0
+    assert ran.returncode == direct.returncode
+    assert "'no-such-colormap' is not a valid value for cmap" in ran.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_wrong_argument_fails_before_any_upload(
+    user_env: dict[str, str], server: ApiServer, inputs: Path, tmp_path: Path
+) -> None:
+    shutil.copy(inputs / "field.npy", tmp_path / "field.npy")
+    before = upload_count(server)
+    cases = {
+        ("--width", "wide"): "argument --width: invalid int value: 'wide'",
+        ("--legend-orientation", "diagonal"): "argument --legend-orientation: invalid choice",
+        ("--no-such-option",): "unrecognized arguments: --no-such-option",
+    }
+    for extra, expected in cases.items():
+        ran = remote("visualize", "heatmap", "--input", "field.npy", "--output", "m.png",
+                     *extra, env=user_env, cwd=tmp_path)  # fmt: skip
+        assert ran.returncode == 2, ran.stderr
+        assert ran.stderr.count("\n") == 1 and expected in ran.stderr, ran.stderr
+    missing = remote("visualize", "heatmap", "--input", "data/nope.npy", "--output", "m.png",
+                     env=user_env, cwd=tmp_path)  # fmt: skip
+    assert missing.returncode == 2
+    assert "argument --input: no such file: data/nope.npy" in missing.stderr
+    assert upload_count(server) == before
+
+
+def test_a_server_refusal_is_one_line_naming_the_field(
+    user_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Not a local file: passed on as a path on the server, which refuses it.
+    ran = remote("visualize", "heatmap", "--input", "/srv/elsewhere/f.npy", "--output", "m.png",
+                 env=user_env, cwd=tmp_path)  # fmt: skip
+    assert ran.returncode == 2
+    assert ran.stderr.count("\n") == 1
+    assert ran.stderr.startswith("zyra-remote visualize heatmap: error: args.input: ")
+
+
+def test_ctrl_c_cancels_the_remote_job(
+    user_env: dict[str, str], server: ApiServer, silent_server: str, tmp_path: Path
+) -> None:
+    process = subprocess.Popen(
+        [str(ZYRA_REMOTE), "acquire", "http", silent_server, "--output", "page.html"],
+        env=user_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    with Client(server.url, api_key=user_env["ZYRA_API_KEY"]) as zyra:
+        deadline = time.monotonic() + 60
+        job_id = None
+        while job_id is None:
+            assert time.monotonic() < deadline and process.poll() is None
+            job_id = next((v.job_id for v in zyra.jobs(limit=5, status="running")
+                           if v.args.get("url") == silent_server), None)  # fmt: skip
+            time.sleep(0.1)
+        wait_for_status(zyra, job_id, "running")
+        time.sleep(0.5)  # following its events by now
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        view = zyra.job(job_id).wait(timeout=30)
+
+    assert process.returncode == 130, stderr
+    assert f"interrupted: job {job_id} cancelled" in stderr
+    assert (view.status, view.reason) == ("cancelled", "Cancelled")
+
+
+def test_async_prints_the_job_id_and_job_commands_use_it(
+    user_env: dict[str, str], inputs: Path, tmp_path: Path
+) -> None:
+    shutil.copy(inputs / "field.npy", tmp_path / "field.npy")
+    words = ["visualize", "heatmap", "--input", "field.npy", "--output", "map.png"]
+    submitted = remote("--async", *words, *HEATMAP_FLAGS, env=user_env, cwd=tmp_path)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    assert len(job_id) == 32 and not (tmp_path / "map.png").exists()
+
+    watched = remote("watch", job_id, env=user_env, cwd=tmp_path)
+    assert (watched.returncode, watched.stderr) == (0, "INFO: map.png\n")
+    logs = remote("logs", job_id, env=user_env, cwd=tmp_path)
+    assert logs.stderr == "INFO: map.png\n"
+    fetched = remote("download", job_id, "-o", "got/", env=user_env, cwd=tmp_path)
+    assert fetched.returncode == 0, fetched.stderr
+    assert (tmp_path / "got" / "map.png").read_bytes()[:4] == b"\x89PNG"
+    listed = remote("jobs", "--limit", "3", env=user_env, cwd=tmp_path)
+    assert job_id in listed.stdout
+    cancelled = remote("cancel", job_id, env=user_env, cwd=tmp_path)
+    assert "already finished" in cancelled.stdout
+
+
+def test_server_and_key_come_from_the_config_file(user_env: dict[str, str], tmp_path: Path) -> None:
+    env = {k: v for k, v in user_env.items() if k not in ("ZYRA_SERVER", "ZYRA_API_KEY")}
+    config = Path(env["XDG_CONFIG_HOME"], "zyra-remote", "config.toml")
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        f'server = "{user_env["ZYRA_SERVER"]}"\napi_key = "{user_env["ZYRA_API_KEY"]}"\n'
+    )
+    assert remote("jobs", "--limit", "1", env=env, cwd=tmp_path).returncode == 0
+    wrong_key = remote("--api-key", "wrong", "jobs", env=env, cwd=tmp_path)
+    assert wrong_key.returncode == 1 and "zyra-remote: error:" in wrong_key.stderr
+    config.unlink()
+    nowhere = remote("jobs", env=env, cwd=tmp_path)
+    assert nowhere.returncode == 2 and "no server" in nowhere.stderr
