@@ -18,6 +18,7 @@ from api.settings import Settings
 from runner.catalog import STAGE_SOURCES
 
 STAGE_FILTER = ("/jobs", "get", "stage")  # path, method, query parameter
+JOB_WAIT = ("/jobs/{job_id}", "get", "wait")
 
 
 def stage_names(stages: Iterable[str]) -> list[str]:
@@ -49,6 +50,13 @@ def _declare_stage_filter(document: dict[str, Any], stages: list[str]) -> None:
             option["enum"] = stage_names(stages)
 
 
+def _declare_job_wait(document: dict[str, Any], max_wait_s: float) -> None:
+    """`wait` at most ZYRA_MAX_JOB_WAIT_S, which the route enforces."""
+    path, method, name = JOB_WAIT
+    [parameter] = [p for p in document["paths"][path][method]["parameters"] if p["name"] == name]
+    parameter["schema"]["maximum"] = max_wait_s
+
+
 def _declare_timeouts(run_request: dict[str, Any], sync_max_s: float, async_max_s: float) -> None:
     """`timeout_s` at most ZYRA_ASYNC_TIMEOUT_MAX_S with `mode: async`, else (sync, the
     default mode) ZYRA_SYNC_TIMEOUT_MAX_S."""
@@ -75,6 +83,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
             document = generate()
             _declare_stage_filter(document, settings.stages)
             _declare_failed_runs(document)
+            _declare_job_wait(document, settings.max_job_wait_s)
             run_request = document["components"]["schemas"]["RunRequest"]
             _declare_timeouts(
                 run_request, settings.sync_timeout_max_s, settings.async_timeout_max_s

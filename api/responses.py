@@ -8,9 +8,12 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import quote
 
+from fastapi import status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.limits.rates import LimitName
+from api.schemas import FailedRunResponse, JobView
 
 # FastAPI's own 422 body, which it adds to every route with parameters (RequestValidationError).
 VALIDATION_ERROR = {"$ref": "#/components/schemas/HTTPValidationError"}
@@ -79,6 +82,24 @@ AUTHENTICATED: Responses = {
         "headers": RETRY_AFTER,
     },
 }
+
+
+def failed_run_or_invalid(description: str) -> Responses:
+    """A 422 of either shape: FastAPI's validation error, or the job that did not succeed
+    (`fail_on_nonzero_exit`), whose schema api/openapi.py adds."""
+    schemas = [VALIDATION_ERROR, {"$ref": "#/components/schemas/FailedRunResponse"}]
+    return {
+        422: {
+            "description": description,
+            "content": {"application/json": {"schema": {"anyOf": schemas}}},
+        }
+    }
+
+
+def failed_run(view: JobView) -> JSONResponse:
+    """The answer `fail_on_nonzero_exit` asks for: 422, the job and one line of why."""
+    body = FailedRunResponse.of(view).model_dump(mode="json")
+    return JSONResponse(body, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 def not_found(description: str) -> Responses:

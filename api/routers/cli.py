@@ -19,12 +19,13 @@ from api.limits.admission import admit_sync_run
 from api.responses import (
     AUTHENTICATED,
     JOB_LINKS,
-    VALIDATION_ERROR,
     ErrorResponse,
     UnknownNameResponse,
+    failed_run,
+    failed_run_or_invalid,
 )
 from api.routers.callbacks import CALLBACKS
-from api.schemas import AcceptedResponse, CatalogResponse, FailedRunResponse, JobView, RunRequest
+from api.schemas import AcceptedResponse, CatalogResponse, JobView, RunRequest
 from runner.lifecycle import JobStatus
 
 router = APIRouter(prefix="/cli", tags=["cli"], responses=AUTHENTICATED)
@@ -53,23 +54,13 @@ async def list_commands(catalog: CatalogDep, _: ReadPrincipal) -> dict:
             "description": "mode async: the job is queued",
             "links": JOB_LINKS,
         },
-        422: {
-            "description": "An argument is unknown or has the wrong type or value, or a "
-            "stage of a `run` pipeline is refused (the detail names the stage and argument), "
-            "or a URL (an argument or `callback_url`) leads to a refused destination; or, "
-            "with `fail_on_nonzero_exit`, the sync run did not succeed (the body is then "
-            "the job, with a `detail`)",
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "anyOf": [
-                            VALIDATION_ERROR,
-                            {"$ref": "#/components/schemas/FailedRunResponse"},
-                        ]
-                    }
-                }
-            },
-        },
+        **failed_run_or_invalid(
+            "An argument is unknown or has the wrong type or value, or a stage of a `run` "
+            "pipeline is refused (the detail names the stage and argument), or a URL (an "
+            "argument or `callback_url`) leads to a refused destination; or, with "
+            "`fail_on_nonzero_exit`, the sync run did not succeed (the body is then the "
+            "job, with a `detail`)"
+        ),
     },
 )
 async def run_command(
@@ -97,8 +88,7 @@ async def run_command(
         return AcceptedResponse(job_id=record.job_id)
     view = JobView.from_record(record)
     if body.fail_on_nonzero_exit and record.status is not JobStatus.SUCCEEDED:
-        failed = FailedRunResponse.of(view)
-        return JSONResponse(failed.model_dump(mode="json"), status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return failed_run(view)
     return view
 
 

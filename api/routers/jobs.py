@@ -22,8 +22,15 @@ from api.jobs.records import JobRecord
 from api.jobs.service import JobService
 from api.jobs.store import CURSOR_PATTERN, JobFilter
 from api.request_errors import FieldProblem, InvalidRequestError, UnknownJobError
-from api.responses import AUTHENTICATED, RETRY_AFTER, VALIDATION_ERROR, ErrorResponse, not_found
-from api.schemas import CancelResponse, FailedRunResponse, JobList, JobView
+from api.responses import (
+    AUTHENTICATED,
+    RETRY_AFTER,
+    ErrorResponse,
+    failed_run,
+    failed_run_or_invalid,
+    not_found,
+)
+from api.schemas import CancelResponse, JobList, JobView
 from api.security.principals import Principal
 from api.streams.follow import resume_point
 from api.streams.slots import StreamRefusedError, StreamRefusedResponse
@@ -83,21 +90,10 @@ class WaitTooLongError(InvalidRequestError):
     summary="A job's status, logs and outputs; with `wait`, once it has ended",
     responses={
         **UNKNOWN_JOB,
-        422: {
-            "description": "`wait` over ZYRA_MAX_JOB_WAIT_S; or, with "
-            "`fail_on_nonzero_exit`, the job ended without succeeding (the body is then "
-            "the job, with a `detail`)",
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "anyOf": [
-                            VALIDATION_ERROR,
-                            {"$ref": "#/components/schemas/FailedRunResponse"},
-                        ]
-                    }
-                }
-            },
-        },
+        **failed_run_or_invalid(
+            "`wait` over ZYRA_MAX_JOB_WAIT_S; or, with `fail_on_nonzero_exit`, the job "
+            "ended without succeeding (the body is then the job, with a `detail`)"
+        ),
         503: {
             "model": StreamRefusedResponse,
             "description": "A long-poll over the caller's share of open streams "
@@ -139,8 +135,7 @@ async def get_job(
         raise no_such_job(job_id)
     view = JobView.from_record(record)
     if fail_on_nonzero_exit and view.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-        failed = FailedRunResponse.of(view)
-        return JSONResponse(failed.model_dump(mode="json"), status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return failed_run(view)
     return view
 
 
