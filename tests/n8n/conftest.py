@@ -3,6 +3,8 @@
 One API server and one n8n per session: n8n reads the service's URL from its environment
 (ZYRA_URL, as the example workflows in docs/n8n/ expect), so the API starts first. The
 key is an n8n credential "Zyra API key" (Header Auth, X-API-Key), as builders set it up.
+That n8n also loads the community node n8n-nodes-zyra (`community_node`), built once per
+session by tests/n8n_node/package.py.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from tests.e2e.conftest import API_KEY, ApiServer, start_api, stop_api
 from tests.e2e.jobs_client import submit, wait_finished, wait_status
 from tests.n8n.n8n_client import N8nClient, load_workflow
 from tests.n8n.n8n_server import REPO, N8nServer, n8n_binary
+from tests.n8n_node.package import copy_built_package
 
 EXAMPLES = REPO / "docs" / "n8n"
 TEST_WORKFLOWS = Path(__file__).parent / "workflows"
@@ -60,11 +64,41 @@ def zyra(zyra_api: ApiServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="session")
-def n8n(tmp_path_factory: pytest.TempPathFactory, zyra_api: ApiServer) -> Iterator[N8nServer]:
+def community_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[Path]]:
+    """The community node package (n8n-nodes-zyra/) built once per session, in the
+    background: asked for before `zyra_api`, the build (~5 s) runs while the API starts.
+    The result is the folder n8n loads it from (or the build's error)."""
+
+    def build() -> Path:
+        started = time.monotonic()
+        folder = copy_built_package(tmp_path_factory.mktemp("n8n-custom"))
+        MEASURED["n8n-nodes-zyra build + copy"] = f"{time.monotonic() - started:.1f} s"
+        return folder
+
+    with ThreadPoolExecutor(1, thread_name_prefix="n8n-nodes-zyra-build") as pool:
+        yield pool.submit(build)
+
+
+@pytest.fixture(scope="session")
+def n8n(
+    tmp_path_factory: pytest.TempPathFactory,
+    community_node: Future[Path],
+    zyra_api: ApiServer,
+) -> Iterator[N8nServer]:
     started = time.monotonic()
     binary = n8n_binary()
     MEASURED["install-n8n.sh (or N8N_BIN)"] = f"{time.monotonic() - started:.1f} s"
-    server = N8nServer(binary, tmp_path_factory.mktemp("n8n"), ZYRA_URL=zyra_api.url)
+    # n8n loads custom nodes at start-up only, from N8N_CUSTOM_EXTENSIONS (their type is
+    # `CUSTOM.<name>`). A package that did not build fails only its own tests
+    # (tests/n8n/test_community_node.py): the example workflows do not need it.
+    started = time.monotonic()
+    try:
+        extensions = {"N8N_CUSTOM_EXTENSIONS": str(community_node.result())}
+    except Exception:  # the future raises it again in the node's own tests
+        extensions = {}
+    MEASURED["n8n waited for n8n-nodes-zyra"] = f"{time.monotonic() - started:.1f} s"
+    server = N8nServer(binary, tmp_path_factory.mktemp("n8n"), ZYRA_URL=zyra_api.url,
+                       **extensions)  # fmt: skip
     server.start()
     MEASURED["n8n start-up (spawn to ready)"] = f"{server.startup_s:.1f} s"
     yield server
