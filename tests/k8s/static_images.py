@@ -85,16 +85,27 @@ def static_go_image(name: str, source: Path | None = None) -> LocalImage:
         fcntl.flock(lock, fcntl.LOCK_EX)  # pytest-xdist workers may race on a cold cache
         if image.tarball.exists() and image.binary.exists():
             return image
-        with tempfile.TemporaryDirectory(dir=folder) as scratch:
-            rootfs = Path(scratch) / "rootfs"
-            (rootfs / "tmp").mkdir(parents=True)
-            (rootfs / "tmp").chmod(0o1777)
-            _build(source, go, rootfs / name)
-            config = ImageConfig(entrypoint=(f"/{name}",))
-            write_image_tarball(rootfs, image.ref, image.tarball, config)
-            shutil.copy2(rootfs / name, folder / f".{name}.tmp")
-            (folder / f".{name}.tmp").replace(image.binary)
+        # The image's modes are its own, not the caller's umask: an in-process API sets
+        # 077 (a binary only root could run), and a cold cache builds inside some test.
+        umask = os.umask(0o022)
+        try:
+            _pack(name, source, go, folder, image)
+        finally:
+            os.umask(umask)
     return image
+
+
+def _pack(name: str, source: Path, go: str, folder: Path, image: LocalImage) -> None:
+    """Build the binary into a root filesystem, tar it as the image, keep the binary."""
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        rootfs = Path(scratch) / "rootfs"
+        (rootfs / "tmp").mkdir(parents=True)
+        (rootfs / "tmp").chmod(0o1777)
+        _build(source, go, rootfs / name)
+        config = ImageConfig(entrypoint=(f"/{name}",))
+        write_image_tarball(rootfs, image.ref, image.tarball, config)
+        shutil.copy2(rootfs / name, folder / f".{name}.tmp")
+        (folder / f".{name}.tmp").replace(image.binary)
 
 
 def pause_image() -> LocalImage:
