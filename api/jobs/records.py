@@ -96,12 +96,16 @@ class JobRecord(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _legacy_callback_url(cls, fields: Any) -> Any:
-        """Records from before `callback_target` named only its URL."""
+        """Records from before `callback_target` named only its URL. One still running
+        gets its callback when it ends; one that ended had it from the old code."""
         if isinstance(fields, dict) and "callback_url" in fields:
             fields = dict(fields)
             url = fields.pop("callback_url")
             if url and not fields.get("callback_target"):
                 fields["callback_target"] = {"url": url}
+                status = JobStatus(fields.get("status", JobStatus.QUEUED))
+                if fields.get("callback") is None and not status.is_terminal():
+                    fields["callback"] = {}
         return fields
 
     @model_validator(mode="after")

@@ -35,3 +35,15 @@ def test_a_kubelet_reason_outside_the_vocabulary_reads_as_its_exit_code_says(
 ) -> None:
     stored = {**STORED, "exit_code": exit_code, "reason": kubelet_reason}
     assert JobRecord.model_validate_json(json.dumps(stored)).reason is reason
+
+
+def test_a_record_from_before_callback_targets_keeps_its_callback_if_it_still_runs() -> None:
+    base = {"job_id": "a" * 32, "mode": "async", "stage": "visualize", "command": "heatmap",
+            "args": {}, "submitted_by": "alice",
+            "callback_url": "https://hooks.example.org/h"}  # fmt: skip
+    running = JobRecord.model_validate({**base, "status": "running"})
+    assert running.callback_target is not None
+    assert running.callback_target.url == "https://hooks.example.org/h"
+    assert running.callback is not None and running.callback.state == "pending"
+    ended = JobRecord.model_validate({**base, "status": "succeeded"})
+    assert ended.callback_target is not None and ended.callback is None  # delivered before
