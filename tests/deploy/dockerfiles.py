@@ -1,49 +1,22 @@
-"""Dockerfile.api and Dockerfile.runner as data, their build context, and their build
-stages replayed on this machine (there is no Docker engine here).
-
-The replay does what `docker build` does for a stage, with this machine standing in
-for the base image: ARG/ENV values (build args override ARG defaults, as with
-`--build-arg`), WORKDIR, COPY from the build context that .dockerignore lets through,
-and each RUN through `sh -c` with the ARG and ENV values in its environment. The
-container's root directory is a temporary folder; `python` is this interpreter's base
-Python. RUN flags (`--mount=type=cache,...`) are build-engine options, not part of
-the command, so they are dropped; PIP_CACHE_DIR from this environment plays the cache.
-"""
+"""Dockerfile.api and Dockerfile.runner as data (stages, ARG/ENV values, COPY sources),
+.dockerignore's rules, and what the images may take from their base."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shlex
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockerfile_parse import DockerfileParser
 
-from tests.deploy.layer_cache import LayerCache, tree_digest
-
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE_API = REPO / "Dockerfile.api"
 DOCKERFILE_RUNNER = REPO / "Dockerfile.runner"
 DOCKERIGNORE = REPO / ".dockerignore"
-
-# RUN lines that administer the operating system (users, Debian packages): checked
-# as text by the tests, never executed on this machine.
-SYSTEM_COMMANDS = (
-    "groupadd",
-    "useradd",
-    "usermod",
-    "apt-get",
-    "install -d",
-    "rm -rf /var/lib/apt/",
-)
 
 _VARIABLE = re.compile(r"\$(?:\{(?P<braced>\w+)(?::(?P<op>[-+])(?P<word>[^}]*))?\}|(?P<plain>\w+))")
 _FLAG = re.compile(r"--(?P<name>[\w-]+)(?:=(?P<value>\S*))?")
@@ -219,14 +192,6 @@ def parse_env(value: str, scope: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def is_system_command(command: str) -> bool:
-    """Every `&&`-joined part administers users or Debian packages (or the RUN is an
-    `if` around such parts)."""
-    parts = [p.strip() for p in re.split(r"&&|;|\bthen\b|\bfi\b", command) if p.strip()]
-    parts = [p for p in parts if not p.startswith("if [")]
-    return bool(parts) and all(p.startswith(SYSTEM_COMMANDS) for p in parts)
-
-
 # --- .dockerignore ------------------------------------------------------------------------
 
 
@@ -313,168 +278,37 @@ class DockerIgnore:
                     yield path
 
 
-def copy_context(dest: Path, root: Path = REPO) -> list[str]:
-    """Copy the build context .dockerignore lets through to `dest`."""
-    files = list(DockerIgnore.of_repo().context_files(root))
-    for rel in files:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / rel, target)
-    return files
+# What python:3.11-slim-bookworm ships that a shared library can come from: Debian
+# bookworm-slim's own libraries and the Python image's run-time dependencies.
+SLIM_IMAGE_PACKAGES = frozenset({
+    # debian:bookworm-slim
+    "libc6", "libgcc-s1", "libstdc++6", "zlib1g", "libbz2-1.0", "liblzma5", "libzstd1",
+    "liblz4-1", "libcrypt1", "libselinux1", "libpcre2-8-0", "libacl1", "libattr1", "libblkid1",
+    "libmount1", "libuuid1", "libsmartcols1", "libudev1", "libsystemd0", "libcap2", "libcap-ng0",
+    "libaudit1", "libgcrypt20", "libgpg-error0", "libgmp10", "libgnutls30", "libhogweed6",
+    "libnettle8", "libidn2-0", "libunistring2", "libp11-kit0", "libtasn1-6", "libffi8",
+    "libtinfo6", "libdb5.3", "libseccomp2", "libxxhash0", "libmd0", "libpam0g", "libsemanage2",
+    "libsepol2", "libapt-pkg6.0",
+    # what the python image adds for its interpreter
+    "libssl3", "libsqlite3-0", "libexpat1", "libncursesw6", "libreadline8", "libgdbm6",
+    "ca-certificates", "netbase", "tzdata",
+})  # fmt: skip
+# Modules whose import loads native code the venv does not link statically (ctypes,
+# dlopen), or that a command loads late: imported before /proc/self/maps is read.
+RUNNER_MODULES = (
+    "eccodes", "zyra.cli", "runner.__main__", "runner.zygote", "cartopy.crs", "rasterio",
+    "netCDF4", "pygrib", "cfgrib", "pyproj", "shapely.geometry", "matplotlib.pyplot",
+    "scipy.interpolate", "PIL.Image", "xarray", "rioxarray", "boto3", "redis", "yaml",
+)  # fmt: skip
+API_MODULES = (
+    *RUNNER_MODULES, "api.server", "api.gunicorn_conf", "uvloop", "httptools", "websockets",
+    "watchfiles", "gunicorn.app.wsgiapp", "kubernetes.client", "pydantic_settings",
+)  # fmt: skip
 
 
-# --- replaying build stages -------------------------------------------------------------
-
-
-@dataclass
-class StepTiming:
-    line: int
-    text: str
-    seconds: float
-    cached: bool = False  # put back from the layer cache, not run
-
-
-def _made_from(env: Mapping[str, str]) -> dict[str, str]:
-    """What of a step's environment can change what it makes: not where pip keeps its
-    cache nor the proxies it goes through (as Docker leaves a cache mount out)."""
-    return {
-        name: value
-        for name, value in env.items()
-        if name != "PIP_CACHE_DIR" and not name.lower().endswith("_proxy")
-    }
-
-
-@dataclass
-class Replay:
-    """Build stages of one Dockerfile on this machine, in `rootfs` (the container's /)."""
-
-    dockerfile: Dockerfile
-    context: Path
-    rootfs: Path
-    build_args: dict[str, str]
-    env: dict[str, str] = field(default_factory=dict)  # ENV so far (inherited by FROM stage)
-    workdir: str = "/"
-    timings: list[StepTiming] = field(default_factory=list)
-    skipped: list[Instruction] = field(default_factory=list)  # RUNs that administer the OS
-    done: list[str | None] = field(default_factory=list)  # stages replayed
-    cache: LayerCache | None = None  # RUNs with unchanged inputs are put back, not run
-    key: str = ""  # what the layers so far were made from (Docker's build cache key)
-
-    def __post_init__(self) -> None:
-        shim = self.rootfs.parent / "base-image-bin"
-        shim.mkdir(parents=True, exist_ok=True)
-        for name in ("python", "python3"):
-            link = shim / name
-            if not link.exists():
-                link.symlink_to(sys._base_executable)  # type: ignore[attr-defined]
-        self.base_env = {
-            "PATH": f"{shim}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": os.environ.get("HOME", str(self.rootfs / "root")),
-            "LANG": "C.UTF-8",
-        }
-        # The build cache and network settings of this machine (a build passes these
-        # as build args or a cache mount): pip's cache, index and proxies.
-        for name, value in os.environ.items():
-            if name.startswith("PIP_") or name.lower().endswith("_proxy"):
-                self.base_env[name] = value
-
-    def host_path(self, container_path: str) -> Path:
-        return self.rootfs / container_path.lstrip("/")
-
-    def _absolute(self, path: str) -> str:
-        return os.path.normpath(os.path.join(self.workdir, path))
-
-    def run_stage(self, name: str) -> None:
-        """Replay `name` and the stages it is built on that were not replayed yet."""
-        for stage in self.dockerfile.chain(name):
-            if stage.name not in self.done:
-                self._run(stage)
-                self.done.append(stage.name)
-
-    @property
-    def outputs(self) -> list[Path]:
-        """What a RUN may change: the rootfs and the folders absolute build args name."""
-        return [self.rootfs, *(Path(v) for v in self.build_args.values() if os.path.isabs(v))]
-
-    def _chain_key(self, *parts: object) -> None:
-        self.key = hashlib.sha256(json.dumps([self.key, *parts], default=str).encode()).hexdigest()
-
-    def _run(self, stage: Stage) -> None:
-        args = dict(self.dockerfile.global_args) | self.build_args
-        if stage.base not in self.dockerfile.stage_names:  # a fresh base image
-            self.env, self.workdir, self.key = {}, "/", ""
-            base = self.dockerfile.base_image(stage, self.build_args)
-            self._chain_key("FROM", base, sys.version, sys._base_executable, self.outputs)  # type: ignore[attr-defined]
-        scope: dict[str, str] = {}
-        for insn in stage.instructions:
-            values = {**self.base_env, **scope, **self.env}
-            copied: list[str] = []
-            if insn.name == "ARG":
-                scope.update(resolve_args(insn.value, args))
-            elif insn.name == "ENV":
-                self.env.update(parse_env(insn.value, values))
-            elif insn.name == "WORKDIR":
-                self.workdir = self._absolute(substitute(insn.value.strip(), values))
-                self.host_path(self.workdir).mkdir(parents=True, exist_ok=True)
-            elif insn.name == "COPY":
-                copied = [tree_digest(source) for source in self._copy(insn, values)]
-            env = {**self.base_env, **scope, **self.env}
-            self._chain_key(insn.name, insn.value, _made_from(env), self.workdir, copied)
-            if insn.name == "RUN":
-                self._shell(insn, env)
-
-    def _copy(self, insn: Instruction, values: Mapping[str, str]) -> list[Path]:
-        flags, rest = insn.split_flags()
-        assert "from" not in flags, f"line {insn.line}: COPY --from in a replayed stage"
-        *sources, dest = shlex.split(substitute(rest, values))
-        target = self.host_path(self._absolute(dest))
-        origins = []
-        for source in sources:
-            origin = self.context / source
-            origins.append(origin)
-            if not origin.exists():
-                raise FileNotFoundError(
-                    f"{self.dockerfile.path.name}:{insn.line}: COPY {source}: not in the "
-                    "build context (missing, or left out by .dockerignore)"
-                )
-            if origin.is_dir():
-                shutil.copytree(origin, target, dirs_exist_ok=True)
-            elif dest.endswith("/") or len(sources) > 1:
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(origin, target / origin.name)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(origin, target)
-        return origins
-
-    def _shell(self, insn: Instruction, env: dict[str, str]) -> None:
-        command = insn.command
-        if is_system_command(command):
-            self.skipped.append(insn)
-            return
-        absolute = [w for w in shlex.split(command) if w.startswith("/")]
-        assert not absolute, (
-            f"{self.dockerfile.path.name}:{insn.line}: RUN names absolute paths {absolute}; "
-            "a replay would touch this machine (use an ARG such as $VENV)"
-        )
-        family = f"{self.dockerfile.path.name}-L{insn.line}"
-        started = time.monotonic()
-        if self.cache and self.cache.restore(family, self.key, self.outputs):
-            self.timings.append(StepTiming(insn.line, command, time.monotonic() - started, True))
-            return
-        done = subprocess.run(
-            ["sh", "-c", command],
-            cwd=self.host_path(self.workdir),
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        seconds = time.monotonic() - started
-        self.timings.append(StepTiming(insn.line, command, seconds))
-        if done.returncode != 0:
-            raise AssertionError(
-                f"{self.dockerfile.path.name}:{insn.line}: RUN exited with {done.returncode}\n"
-                f"$ {command}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-            )
-        if self.cache and seconds >= self.cache.min_seconds:
-            self.cache.keep(family, self.key, self.outputs)
+def default_apt_packages(dockerfile: Dockerfile, stage: str) -> set[str]:
+    """What a stage apt-gets without build args: its RUNTIME_APT_PACKAGES default."""
+    found: set[str] = set()
+    for insn in dockerfile.stage(stage).all("ARG"):
+        found.update(resolve_args(insn.value, {}).get("RUNTIME_APT_PACKAGES", "").split())
+    return found

@@ -32,8 +32,16 @@ import pytest
 import yaml
 
 from tests.deploy.chart import Rendered, render
-from tests.deploy.dockerfiles import DockerIgnore
-from tests.deploy.test_dockerfiles import SLIM_IMAGE_PACKAGES
+from tests.deploy.dockerfiles import (
+    API_MODULES,
+    DOCKERFILE_API,
+    DOCKERFILE_RUNNER,
+    RUNNER_MODULES,
+    SLIM_IMAGE_PACKAGES,
+    Dockerfile,
+    DockerIgnore,
+    default_apt_packages,
+)
 from tests.services import REPO
 from tools.images import podman
 from tools.images.build import ensure_base
@@ -264,7 +272,7 @@ def test_the_build_context_is_what_docker_would_send_of_the_repositorys_files() 
         ["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard"],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
-    ignore = DockerIgnore.of_repo()  # the replay's reading of .dockerignore
+    ignore = DockerIgnore.of_repo()  # the tests' own reading of .dockerignore
     expected = {f for f in listed if (REPO / f).is_file() and not ignore.excluded(f)}
     context = set(context_files(REPO))
     assert context == expected
@@ -386,6 +394,96 @@ def test_runner_starts_as_the_charts_sync_executor(images: dict[str, str], tmp_p
                  f"socket {socket_path}")  # fmt: skip
         state = pod("inspect", "--format", "{{.State.Status}}", cid).stdout.strip()
         assert state == "running", logs(cid)
+
+
+def test_the_runner_image_has_no_api_code_and_no_server_stack(images: dict[str, str]) -> None:
+    modules = ["api", "fastapi", "starlette", "uvicorn", "gunicorn", "kubernetes",
+               "pydantic_settings"]  # fmt: skip
+    probe = (
+        "import importlib.util, json, sys\n"
+        "print(json.dumps([m for m in sys.argv[1:] if importlib.util.find_spec(m)]))"
+    )
+    done = pod("run", "--rm", *RUNNER_CONFINEMENT, images["zyra-orchestrator-runner"],
+               "python", "-c", probe, *modules)  # fmt: skip
+    assert json.loads(done.stdout) == [], "in the runner image"
+
+
+# --- every project image ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["zyra-orchestrator-runner", "zyra-orchestrator-api", "zyra-orchestrator-api-dev"]
+)
+def test_the_venv_of_each_image_is_consistent(images: dict[str, str], name: str) -> None:
+    done = pod("run", "--rm", "--network=none", images[name], "python", "-m", "pip", "check",
+               check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# Run inside an image: every shared library from outside the venv and the base Python
+# that the venv's ELF files link to (ldd) or that importing the modules maps (dlopen,
+# ctypes), with the Debian package that ships it; and what ldd finds nowhere.
+SHARED_LIBRARIES = """
+import importlib, json, os, subprocess, sys
+from pathlib import Path
+venv, base = Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()
+inside = lambda p: p.resolve().is_relative_to(venv) or p.resolve().is_relative_to(base)
+elf = [p for p in venv.rglob("*.so*") if p.is_file()]
+vendored = {p.name for p in elf}
+found, missing = {}, []
+for start in range(0, len(elf), 64):
+    out = subprocess.run(["ldd", *map(str, elf[start:start + 64])],
+                         capture_output=True, text=True).stdout
+    owner = ""
+    for line in out.splitlines():
+        if not line.startswith("\t"):
+            owner = line.rstrip(":")
+            continue
+        name, _, target = line.strip().partition(" => ")
+        if target.startswith("not found"):
+            if name not in vendored:
+                missing.append(f"{name} (needed by {owner})")
+        elif target.startswith("/") and not inside(Path(target.split(" (")[0])):
+            found.setdefault(target.split(" (")[0], owner)
+for module in sys.argv[1:]:
+    importlib.import_module(module)
+for line in open("/proc/self/maps"):
+    fields = line.split()
+    if len(fields) >= 6 and ".so" in fields[-1] and not inside(Path(fields[-1])):
+        found.setdefault(fields[-1], "import of the modules")
+def package(path):
+    for candidate in {path, os.path.realpath(path)}:
+        for form in (candidate, candidate.removeprefix("/usr"), "/usr" + candidate):
+            owner = subprocess.run(["dpkg-query", "-S", form], capture_output=True, text=True)
+            if owner.returncode == 0:
+                return owner.stdout.split(":")[0].split(",")[0].strip()
+    return None
+print(json.dumps({"missing": missing,
+                  "outside": {p: [package(p), by] for p, by in sorted(found.items())}}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "dockerfile", "stage", "modules"),
+    [
+        ("zyra-orchestrator-runner", DOCKERFILE_RUNNER, "runner", RUNNER_MODULES),
+        ("zyra-orchestrator-api", DOCKERFILE_API, "production", API_MODULES),
+    ],
+    ids=["runner", "api"],
+)
+def test_shared_libraries_come_from_the_slim_image_or_the_apt_line(
+    images: dict[str, str], name: str, dockerfile: Path, stage: str, modules: tuple[str, ...]
+) -> None:
+    """What a wheel links to must be in python:3.11-slim-bookworm or apt-get'd by the
+    Dockerfile: the local base has more than the slim image, so a library it happens
+    to have would pass a run here and fail on the public base."""
+    done = pod("run", "--rm", "--network=none", "--env=MPLBACKEND=Agg", "--env=HOME=/tmp",
+               images[name], "python", "-c", SHARED_LIBRARIES, *modules, timeout=300)  # fmt: skip
+    found = json.loads(done.stdout)
+    assert found["missing"] == [], "libraries found nowhere"
+    allowed = SLIM_IMAGE_PACKAGES | default_apt_packages(Dockerfile.parse(dockerfile), stage)
+    unknown = {p: v for p, v in found["outside"].items() if v[0] not in allowed}
+    assert found["outside"] and not unknown, f"not in the public base of {name}: {unknown}"
 
 
 # --- the API ------------------------------------------------------------------------------
