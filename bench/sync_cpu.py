@@ -167,6 +167,11 @@ def measure(quick: bool) -> list[Table]:
         "already has: that is the difference between the last two rows, mostly system "
         "time. Zyra's own API runs commands in its server process, without that cost and "
         "without any isolation; this service gives every run a process of its own.",
+        "The last two rows run as Zyra does by default, numpy's OpenBLAS with a thread per "
+        "core that spins after each call. The service's template process runs it with "
+        "one thread and keeps its heap in huge pages (runner/lean_template.py): that is "
+        "why its command process uses less CPU than the plain fork, and its forks less "
+        "than a fork of a heap in 4 KiB pages would.",
     ]
     return [table]
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def write_grib2(path: Path, ni: int = 8, nj: int = 4) -> np.ndarray:
     """A GRIB2 field built from an eccodes sample; returns the values written."""
+    # Imported here: the template process imports this module before it may load numpy
+    # (runner/lean_template.py).
     import eccodes
+    import numpy as np
 
     values = np.linspace(250.0, 300.0, ni * nj)
     handle = eccodes.codes_grib_new_from_samples("regular_ll_sfc_grib2")

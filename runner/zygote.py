@@ -59,6 +59,7 @@ from typing import Any
 
 from runner import zyra_parsers
 from runner.child import ChildRequest
+from runner.lean_template import collapse_heap, single_threaded_blas
 from runner.reaper import become_subreaper, kill_strays
 from runner.sandbox import (
     SandboxMode,
@@ -465,6 +466,7 @@ def _hello(sandbox: SandboxReport, modules: tuple[str, ...] = PRELOAD_MODULES) -
     # collection in a child does not write to (and so copy) the template's pages.
     gc.collect()
     gc.freeze()
+    collapse_heap()
     return {"ready": True, "preload_failed": failed, "sandbox": sandbox.model_dump()}
 
 
@@ -517,6 +519,7 @@ def refuse(path: Path, hello: dict[str, Any], linger_s: float = REFUSAL_LINGER_S
 
 
 def main(argv: list[str]) -> int:
+    single_threaded_blas()  # before the preload loads numpy
     if argv[:1] == ["--listen"] and len(argv) == 2:
         return serve_socket(Path(argv[1]))
     if len(argv) == 2 and argv[0].isdigit():

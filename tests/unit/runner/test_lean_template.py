@@ -1,0 +1,61 @@
+"""runner/lean_template.py, each in a fresh interpreter: what it sets up is process-wide
+and decided when numpy loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+OPENBLAS_THREADS = """
+import ctypes, json, sys
+{setup}
+import numpy
+path = next(l.split()[-1] for l in open("/proc/self/maps") if "libopenblas" in l)
+print(json.dumps(ctypes.CDLL(path).openblas_get_num_threads64_()))
+"""
+
+
+def python(code: str, **env: str) -> object:
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env={**clean, **env},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_template_module_loads_no_numpy_before_its_main_runs() -> None:
+    # Else the BLAS thread count would be fixed before single_threaded_blas() sets it.
+    code = "import json, sys, runner.zygote; print(json.dumps('numpy' in sys.modules))"
+    assert python(code) is False
+
+
+def test_blas_runs_one_thread_unless_the_process_was_told_otherwise() -> None:
+    setup = "from runner.lean_template import single_threaded_blas; single_threaded_blas()"
+    assert python(OPENBLAS_THREADS.format(setup=setup)) == 1
+    assert python(OPENBLAS_THREADS.format(setup=setup), OPENBLAS_NUM_THREADS="2") == 2
+
+
+def test_the_heap_is_collapsed_into_huge_pages_where_the_kernel_can() -> None:
+    code = """
+import json
+from runner.lean_template import collapse_heap
+junk = [bytearray(64) for _ in range(200_000)]  # a heap worth collapsing
+collapsed = collapse_heap()
+huge = next(int(l.split()[1]) for l in open("/proc/self/smaps_rollup")
+            if l.startswith("AnonHugePages:"))
+print(json.dumps([collapsed, huge * 1024]))
+"""
+    collapsed, huge = python(code)  # type: ignore[misc]
+    release = tuple(int(p) for p in os.uname().release.split(".")[:2])
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if release >= (6, 1) and thp.exists() and "[never]" not in thp.read_text():
+        assert collapsed >= 2 << 20 and huge >= collapsed
+    else:
+        assert collapsed == 0  # refused, and nothing else happens
