@@ -8,6 +8,9 @@ PIP_INSTALL = $(BIN)/pip install --disable-pip-version-check -q -c constraints.t
 # Python sources ruff checks (tools/ and the chart's smoke test included).
 PY_SOURCES = api runner client tests bench tools charts/zyra-orchestrator/files
 
+# The suite on every CPU; tests/conftest.py keeps machine-wide tests on one worker.
+PYTEST_XDIST ?= -n auto --dist loadgroup
+
 ZYRA_API_KEYS ?= dev:local-dev-key
 ZYRA_PORT     ?= 8000
 
@@ -32,7 +35,7 @@ run: install
 test: install
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 ## Measure every table of docs/benchmarks.md side by side and write it (BENCH_ARGS=--quick).
 bench: install

@@ -14,11 +14,33 @@ from runner.catalog import CommandCatalog
 from runner.samples import write_grib2, write_series
 from tests.oidc import LoopbackIssuer
 from tests.project_images import (  # noqa: F401  (a hook and a fixture, found by name)
+    build_before_tests,
     image_tarballs,
-    pytest_collection_modifyitems,
     pytest_terminal_summary,
 )
 from tests.services import RedisServer, S3Server
+
+# `make test` runs the suite on every CPU (pytest-xdist, `--dist loadgroup`). Tests that
+# share something of the whole machine run one after another on one worker: the real
+# cluster and podman's containers (tests/k8s checks the machine's mounts, links and
+# iptables are as it found them), and n8n (one server per session, ~600 MB, 10 s to start).
+SERIAL_GROUPS = {
+    "tests/k8s/": "machine",
+    "tests/deploy/test_images.py": "machine",
+    "tests/n8n/": "n8n",
+    "tests/n8n_node/": "n8n",
+}
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: only for tests that will run
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        where = item.path.relative_to(REPO).as_posix()
+        group = next((g for prefix, g in SERIAL_GROUPS.items() if where.startswith(prefix)), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    build_before_tests(config, items)
 
 
 @pytest.fixture(autouse=True)

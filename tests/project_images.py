@@ -31,8 +31,7 @@ def build_images(names: list[str] | None = None) -> dict[str, Path]:
     return {name: Path(path) for name, path in lines}
 
 
-@pytest.hookimpl(trylast=True)  # after -k/-m deselection: only for tests that will run
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def build_before_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Build here, outside any test: a cold build would otherwise count against the
     # per-test pytest-timeout of the first test that needs an image.
     if config.option.collectonly or IMAGE_TARBALLS in config.stash:

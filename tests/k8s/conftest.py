@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.conftest import ApiServer
-from tests.k8s.real_cluster import RealCluster, node_binaries
+from tests.k8s.real_cluster import RealCluster, node_binaries, short_folder
 from tests.k8s.static_images import probe_image
 from tools.images.chart import ChartImages
 
@@ -71,28 +71,32 @@ def probe_ref() -> str:
     return probe_image().ref
 
 
+@pytest.fixture
+def cluster_folder() -> Iterator[Path]:
+    """A short folder for a test's own cluster (tmp_path can be too long for it)."""
+    with short_folder("k8s-test") as folder:
+        yield folder
+
+
 @pytest.fixture(scope="session")
-def cluster(
-    tmp_path_factory: pytest.TempPathFactory,
-    pytestconfig: pytest.Config,
-    node_tools: dict[str, str],
-) -> Iterator[RealCluster]:
+def cluster(pytestconfig: pytest.Config, node_tools: dict[str, str]) -> Iterator[RealCluster]:
     """The session's cluster with a real node, the probe image imported."""
-    real = RealCluster(tmp_path_factory.mktemp("real-k8s"), node_tools)
     timings = pytestconfig.stash.setdefault(TIMINGS, {})
-    # Started under the umask an in-process API leaves in the test process (077): the
-    # node's daemons set their own, or no non-root container could start.
-    found = os.umask(0o077)
-    try:
-        real.start()
-        os.umask(found)
-        timings["real node start"] = real.timings["start total"]
-        timings["probe image import"] = real.import_image(probe_image().tarball)
-        yield real
-    finally:
-        os.umask(found)
-        real.stop()
-        timings["real node stop"] = real.timings["stop"]
+    with short_folder("k8s") as folder:
+        real = RealCluster(folder, node_tools)
+        # Started under the umask an in-process API leaves in the test process (077):
+        # the node's daemons set their own, or no non-root container could start.
+        found = os.umask(0o077)
+        try:
+            real.start()
+            os.umask(found)
+            timings["real node start"] = real.timings["start total"]
+            timings["probe image import"] = real.import_image(probe_image().tarball)
+            yield real
+        finally:
+            os.umask(found)
+            real.stop()
+            timings["real node stop"] = real.timings["stop"]
 
 
 @pytest.fixture(scope="session")

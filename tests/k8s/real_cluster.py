@@ -23,13 +23,15 @@ import errno
 import json
 import os
 import re
+import shutil
 import ssl
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kubernetes import client
@@ -73,6 +75,18 @@ NODE_CONTROLLERS = (
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 CGROUP_PREFIX = "zyra-k8s-"
+
+
+@contextlib.contextmanager
+def short_folder(name: str) -> Iterator[Path]:
+    """A folder for a cluster, removed afterwards (with the images imported into it).
+    Under /tmp with a short name: containerd's socket path must fit in a sockaddr_un,
+    and pytest's own folders (…/pytest-N/popen-gw0/<test name>/) come close to that."""
+    folder = Path(tempfile.mkdtemp(prefix=f"zyra-{name}-", dir="/tmp"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # a test's report holds what it needs
 
 
 def node_binaries() -> dict[str, str]:

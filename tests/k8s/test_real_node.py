@@ -85,9 +85,9 @@ def succeeded(job: client.V1Job) -> bool:
 # First in the module, so it runs before the session cluster starts (it works with one
 # running too: other clusters' cgroup roots are left out of the comparison).
 def test_stop_leaves_the_machine_as_it_was(
-    tmp_path: Path, node_tools: dict[str, str], probe_ref: str
+    cluster_folder: Path, node_tools: dict[str, str], probe_ref: str
 ) -> None:
-    own = RealCluster(tmp_path / "cluster", node_tools)
+    own = RealCluster(cluster_folder, node_tools)
     before = MachineState.capture(own.cgroup_root)
     try:
         own.start()

@@ -65,8 +65,10 @@ def headless_env(folder: Path, port: int, **extra: str) -> dict[str, str]:
         # callback signatures with the Code node's `crypto`.
         "N8N_BLOCK_ENV_ACCESS_IN_NODE": "false",
         "NODE_FUNCTION_ALLOW_BUILTIN": "crypto",
-        # Code nodes run in a task-runner child process, as n8n 2.x does by default.
+        # Code nodes run in a task-runner child process, as n8n 2.x does by default. Its
+        # broker listens on a port of its own (n8n's default, 5679, is one per machine).
         "N8N_RUNNERS_ENABLED": "true",
+        "N8N_RUNNERS_BROKER_PORT": str(free_port()),
         "N8N_GIT_NODE_DISABLE_BARE_REPOS": "true",  # silences a deprecation warning
         "DB_SQLITE_POOL_SIZE": "2",
         "GENERIC_TIMEZONE": "UTC",

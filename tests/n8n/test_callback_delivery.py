@@ -32,7 +32,6 @@ from tests.e2e.jobs_client import wait_finished
 from tests.n8n.conftest import CREDENTIAL, EXAMPLES, MEASURED, slot_held, upload
 from tests.n8n.n8n_client import Execution, N8nClient, load_workflow
 from tests.n8n.n8n_server import N8nServer, n8n_binary
-from tests.services import free_port
 
 ASYNC_EXAMPLE = EXAMPLES / "async-wait-callback.json"
 MAX_BACKOFF_S = 5
@@ -76,9 +75,7 @@ def restartable_n8n(
     tmp_path_factory: pytest.TempPathFactory, retry_api: ApiServer
 ) -> Iterator[N8nServer]:
     server = N8nServer(
-        n8n_binary(), tmp_path_factory.mktemp("n8n-restartable"), ZYRA_URL=retry_api.url,
-        # Its task broker must not take the session n8n's (default 5679).
-        N8N_RUNNERS_BROKER_PORT=str(free_port()),
+        n8n_binary(), tmp_path_factory.mktemp("n8n-restartable"), ZYRA_URL=retry_api.url
     )  # fmt: skip
     server.start()
     MEASURED["restartable n8n start-up"] = f"{server.startup_s:.1f} s"
