@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,26 @@ def test_commands_is_fetched_once(zyra: Client) -> None:
     heatmap = first.stages["visualize"].commands["heatmap"]
     assert heatmap.arguments["input"]["x-zyra"]["path"] == "input"
     assert first.stage("render") == ("visualize", first.stages["visualize"])
+
+
+def test_several_outputs_download_each_by_name_or_all_as_a_zip(
+    zyra: Client, inputs: Path, tmp_path: Path
+) -> None:
+    shutil.copy(inputs / "field.npy", tmp_path / "other.npy")
+    refs = [zyra.upload(inputs / "field.npy").ref, zyra.upload(tmp_path / "other.npy").ref]
+    view = zyra.run("visualize", "heatmap", {"inputs": refs, "output_dir": "maps", **HEATMAP_ARGS})
+    names = sorted(o.name for o in view.outputs)
+    assert view.succeeded and len(names) == 2 and all(n.startswith("maps/") for n in names)
+    job = zyra.job(view.job_id)
+
+    (tmp_path / "one").mkdir()
+    one = job.download(tmp_path / "one", file=names[1])  # a folder: the served name
+    assert one == tmp_path / "one" / Path(names[1]).name
+    assert one.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sizes = {o.name: o.size for o in view.outputs}
+    assert one.stat().st_size == sizes[names[1]]
+
+    everything = job.download(tmp_path / "all.zip")
+    with zipfile.ZipFile(everything) as archive:
+        assert sorted(archive.namelist()) == names
+        assert archive.read(names[1]) == one.read_bytes()

@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from zyra_client.cli.status_line import StatusLine
 from zyra_client.client import Job
 from zyra_client.errors import ConnectionFailed
 from zyra_client.models import JobView
@@ -28,12 +29,16 @@ class Printed:
     stderr: int = 0
 
 
-def stream_output(job: Job) -> JobView:
+def stream_output(job: Job, status_line: StatusLine | None = None) -> JobView:
     """Print the job's stdout and stderr as its events bring them, until it ends; then
-    its final view. Without the event stream, long polls do (the rest printed at the end)."""
+    its final view. Without the event stream, long polls do (the rest printed at the end).
+    A `status_line` shows the job's status and progress below the output meanwhile."""
     printed = Printed()
+    line = status_line or StatusLine(job.id, enabled=False)
     try:
         for event in job.events():
+            if event.stdout or event.stderr:
+                line.erase()
             if event.stdout:
                 sys.stdout.write(event.stdout)
                 sys.stdout.flush()
@@ -42,16 +47,21 @@ def stream_output(job: Job) -> JobView:
                 sys.stderr.write(event.stderr)
                 sys.stderr.flush()
                 printed.stderr += len(event.stderr)
+            line.update(event.status, event.progress)
     except ConnectionFailed as exc:
+        line.erase()
         say(f"{exc}; waiting for the job to end")
     view = job.refresh()
     if not view.done:
         view = job.wait()
+    line.erase()
     # A lost stream (or a server without one) still shows everything once.
     sys.stdout.write(view.stdout[printed.stdout :] if not view.stdout_truncated else "")
     sys.stderr.write(view.stderr[printed.stderr :] if not view.stderr_truncated else "")
     sys.stdout.flush()
     sys.stderr.flush()
+    line.update(view.status, view.progress)
+    line.finish()
     return view
 
 

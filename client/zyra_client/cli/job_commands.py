@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from zyra_client.cli.follow import INTERRUPTED, exit_code_of, say, stream_output
+from zyra_client.cli.status_line import StatusLine
 from zyra_client.client import Client
 
 COMMANDS = ("jobs", "watch", "logs", "download", "cancel")
@@ -48,9 +49,11 @@ def dispatch(client: Client, words: list[str]) -> int:
         return 0
     job = client.job(options.job_id)
     if options.action == "watch":
+        line = StatusLine(job.id)
         try:
-            return exit_code_of(stream_output(job))
+            return exit_code_of(stream_output(job, line))
         except KeyboardInterrupt:
+            line.erase()
             say(f"stopped watching; job {job.id} goes on")
             return INTERRUPTED
     if options.action == "logs":

@@ -3,6 +3,9 @@ its own, against a real API server."""
 
 from __future__ import annotations
 
+import os
+import pty
+import re
 import shutil
 import signal
 import subprocess
@@ -159,3 +162,46 @@ def test_server_and_key_come_from_the_config_file(user_env: dict[str, str], tmp_
     config.unlink()
     nowhere = remote("jobs", env=env, cwd=tmp_path)
     assert nowhere.returncode == 2 and "no server" in nowhere.stderr
+
+
+def read_all(fd: int) -> bytes:
+    """Everything written to a pty until its last writer closed it."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_watch_on_a_terminal_shows_the_status_and_progress_line(
+    user_env: dict[str, str], inputs: Path, tmp_path: Path
+) -> None:
+    shutil.copy(inputs / "field.npy", tmp_path / "field.npy")
+    words = ["visualize", "heatmap", "--input", "field.npy", "--output", "map.png"]
+    submitted = remote("--async", *words, *HEATMAP_FLAGS, env=user_env, cwd=tmp_path)
+    job_id = submitted.stdout.strip()
+    main, terminal = pty.openpty()
+    try:
+        watching = subprocess.Popen(
+            [str(ZYRA_REMOTE), "watch", job_id], env=user_env, cwd=tmp_path,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal,
+        )  # fmt: skip
+        os.close(terminal)
+        screen = read_all(main).decode()
+        assert watching.wait(timeout=60) == 0
+    finally:
+        os.close(main)
+    # The log line, then the last state left on a line of its own, the bar full.
+    assert "INFO: map.png" in screen
+    last = screen.rsplit("\r\x1b[K", 1)[-1]
+    assert re.fullmatch(rf"\[#{{24}}\] 100% succeeded \d+\.\ds  job {job_id}\r?\n", last), repr(
+        screen
+    )
+    # Not drawn where stderr is not a terminal: the command's stderr is all there is.
+    piped = remote("watch", job_id, env=user_env, cwd=tmp_path)
+    assert piped.stderr == "INFO: map.png\n"
