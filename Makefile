@@ -9,7 +9,7 @@ PIP_INSTALL = $(BIN)/pip install --disable-pip-version-check -q -c constraints.t
 PY_SOURCES = api runner client tests bench tools charts/zyra-orchestrator/files
 
 # The suite on every CPU; tests/conftest.py keeps machine-wide tests on one worker.
-PYTEST_XDIST ?= -n auto --dist loadgroup
+PYTEST_XDIST ?= -n auto
 
 ZYRA_API_KEYS ?= dev:local-dev-key
 ZYRA_PORT     ?= 8000

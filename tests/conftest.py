@@ -14,33 +14,39 @@ from runner.catalog import CommandCatalog
 from runner.samples import write_grib2, write_series
 from tests.oidc import LoopbackIssuer
 from tests.project_images import (  # noqa: F401  (a hook and a fixture, found by name)
-    build_before_tests,
     image_tarballs,
+    pytest_collection_finish,
     pytest_terminal_summary,
 )
 from tests.services import RedisServer, S3Server
 
-# `make test` runs the suite on every CPU (pytest-xdist, `--dist loadgroup`). Tests that
-# share something of the whole machine run one after another on one worker: the real
-# cluster and podman's containers (tests/k8s checks the machine's mounts, links and
-# iptables are as it found them), and n8n (one server per session, ~600 MB, 10 s to start).
+# `make test` runs the suite on every CPU (pytest-xdist). Tests that share something of
+# the whole machine run one after another on one worker: the real cluster and podman's
+# containers (tests/k8s checks the machine's mounts, links and iptables are as it found
+# them), and n8n (one server per session, ~600 MB, 10 s to start). Every other test
+# goes to whichever worker is free.
 SERIAL_GROUPS = {
     "tests/k8s/": "machine",
     "tests/deploy/test_images.py": "machine",
     "tests/n8n/": "n8n",
     "tests/n8n_node/": "n8n",
 }
-REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.hookimpl(trylast=True)  # after -k/-m deselection: only for tests that will run
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        where = item.path.relative_to(REPO).as_posix()
-        group = next((g for prefix, g in SERIAL_GROUPS.items() if where.startswith(prefix)), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-    build_before_tests(config, items)
+def serial_group(nodeid: str) -> str | None:
+    return next((g for prefix, g in SERIAL_GROUPS.items() if nodeid.startswith(prefix)), None)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    # xdist's own `--dist loadgroup` reads marks into node ids in a way pytest 9.2 no
+    # longer honours; a scope per serial group (else per test) does the same.
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SerialGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return serial_group(nodeid) or nodeid
+
+    return SerialGroupScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)

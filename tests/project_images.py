@@ -31,12 +31,14 @@ def build_images(names: list[str] | None = None) -> dict[str, Path]:
     return {name: Path(path) for name, path in lines}
 
 
-def build_before_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
     # Build here, outside any test: a cold build would otherwise count against the
-    # per-test pytest-timeout of the first test that needs an image.
+    # per-test pytest-timeout of the first test that needs an image. After every
+    # collection hook (-k/-m deselection): only for tests that will run.
+    config = session.config
     if config.option.collectonly or IMAGE_TARBALLS in config.stash:
         return
-    if not any("image_tarballs" in getattr(item, "fixturenames", ()) for item in items):
+    if not any("image_tarballs" in getattr(item, "fixturenames", ()) for item in session.items):
         return
     started = time.monotonic()
     config.stash[IMAGE_TARBALLS] = build_images()
