@@ -2,9 +2,9 @@
 
 One template process forks every sync child and warm runner of its API process; each
 fork and hand-over costs it ~7 ms of CPU (bench/sync_cpu.py), so one keeps up with 100
-or more runs a second, a machine of 8 or more busy cores. `ZYRA_TEMPLATE_PROCESSES` starts more;
-each request goes to the one with the fewest commands and runners in hand. Each holds
-its own copy of Zyra's stack (a few hundred MB).
+or more runs a second, a machine of 8 or more busy cores. `ZYRA_TEMPLATE_PROCESSES`
+starts more; each request goes to the one with the fewest commands and runners in hand.
+Each holds its own copy of Zyra's stack (a few hundred MB).
 """
 
 from __future__ import annotations
