@@ -86,7 +86,13 @@ def short_folder(name: str) -> Iterator[Path]:
     try:
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)  # a test's report holds what it needs
+        # Only once nothing is mounted under it: removing through a mount left behind
+        # (a pod's hostPath volume) would delete what it shows. A test's report holds
+        # what it needs; pytest's own folders would have been kept for three runs.
+        with open("/proc/self/mountinfo") as mounts:
+            mounted = any(line.split()[4].startswith(f"{folder}/") for line in mounts)
+        if not mounted:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def node_binaries() -> dict[str, str]:
