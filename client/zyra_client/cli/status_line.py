@@ -51,9 +51,8 @@ class StatusLine:
             self.shown = False
 
     def finish(self) -> None:
-        """The last state stays on screen, on a line of its own."""
-        if self.enabled:
-            self.draw()
+        """The line as last drawn stays on screen, on a line of its own."""
+        if self.shown:
             self.stream.write("\n")
             self.stream.flush()
             self.shown = False

@@ -126,14 +126,19 @@ def test_ctrl_c_cancels_the_remote_job(
     assert (view.status, view.reason) == ("cancelled", "Cancelled")
 
 
-def test_async_prints_the_job_id_and_job_commands_use_it(
-    user_env: dict[str, str], inputs: Path, tmp_path: Path
-) -> None:
+def submit_heatmap(user_env: dict[str, str], inputs: Path, tmp_path: Path) -> str:
+    """`zyra-remote --async` of a heatmap of field.npy into map.png: the job id it printed."""
     shutil.copy(inputs / "field.npy", tmp_path / "field.npy")
     words = ["visualize", "heatmap", "--input", "field.npy", "--output", "map.png"]
     submitted = remote("--async", *words, *HEATMAP_FLAGS, env=user_env, cwd=tmp_path)
     assert submitted.returncode == 0, submitted.stderr
-    job_id = submitted.stdout.strip()
+    return submitted.stdout.strip()
+
+
+def test_async_prints_the_job_id_and_job_commands_use_it(
+    user_env: dict[str, str], inputs: Path, tmp_path: Path
+) -> None:
+    job_id = submit_heatmap(user_env, inputs, tmp_path)
     assert len(job_id) == 32 and not (tmp_path / "map.png").exists()
 
     watched = remote("watch", job_id, env=user_env, cwd=tmp_path)
@@ -181,10 +186,7 @@ def read_all(fd: int) -> bytes:
 def test_watch_on_a_terminal_shows_the_status_and_progress_line(
     user_env: dict[str, str], inputs: Path, tmp_path: Path
 ) -> None:
-    shutil.copy(inputs / "field.npy", tmp_path / "field.npy")
-    words = ["visualize", "heatmap", "--input", "field.npy", "--output", "map.png"]
-    submitted = remote("--async", *words, *HEATMAP_FLAGS, env=user_env, cwd=tmp_path)
-    job_id = submitted.stdout.strip()
+    job_id = submit_heatmap(user_env, inputs, tmp_path)
     main, terminal = pty.openpty()
     try:
         watching = subprocess.Popen(
