@@ -72,6 +72,13 @@ cat >"$stage/package.json" <<EOF
 }
 EOF
 
+# sqlite3 and cpu-features compile native modules with node-gyp, which fetches Node's
+# headers from nodejs.org (not reachable here) unless told where they are: Debian's
+# nodejs ships them under /usr/include/node. A nodedir the user set is kept.
+if [[ -z "${npm_config_nodedir:-}" && -f /usr/include/node/common.gypi ]]; then
+  export npm_config_nodedir=/usr
+fi
+
 start=$(date +%s)
 log "installing n8n@$N8N_VERSION (xlsx -> $XLSX_OVERRIDE, nice ${BUILD_NICE:-10}); log: $LOG"
 if ! (cd "$stage" && nice -n "${BUILD_NICE:-10}" npm install --omit=dev --no-audit \
