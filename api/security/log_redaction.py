@@ -48,12 +48,26 @@ def _redact_arg(value: object) -> object:
 class RedactCredentials(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
+            redacted = redact(record.msg)
+            if redacted != record.msg and record.args:
+                # A placeholder was part of what was redacted (`api_key=%s`): the arguments
+                # no longer fit, and logging's error report would print them, the key among
+                # them. The line is formatted as asked, then redacted whole.
+                record.msg, record.args = redact(_formatted(record)), None
+                return True
+            record.msg = redacted
         if isinstance(record.args, Mapping):
             record.args = {k: _redact_arg(v) for k, v in record.args.items()}
         elif isinstance(record.args, tuple):
             record.args = tuple(_redact_arg(a) for a in record.args)
         return True
+
+
+def _formatted(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except (TypeError, ValueError, KeyError):  # the caller's format did not fit either
+        return f"{record.msg} (arguments not shown: they do not fit the format)"
 
 
 _FILTER = RedactCredentials()

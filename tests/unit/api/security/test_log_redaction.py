@@ -45,3 +45,22 @@ def test_the_filter_redacts_arguments_and_keeps_the_format() -> None:
         '1.2.3.4:5 - "GET /jobs?api_key=[redacted] HTTP/1.1" 401',
         "/ws?api_key=[redacted]",
     ]
+
+
+def test_a_key_after_a_placeholder_in_the_format_is_redacted_and_never_reported(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactCredentials())
+    logger = logging.getLogger("test.redaction.placeholder")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("GET /jobs?api_key=%s&limit=%d", SECRET, 5)
+        logger.warning("GET /jobs?api_key=%s&limit=%d", SECRET)  # a caller's bad format
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue().splitlines()[0] == "GET /jobs?api_key=[redacted]&limit=5"
+    assert SECRET not in stream.getvalue()
+    assert SECRET not in capsys.readouterr().err  # logging's "--- Logging error ---" report
