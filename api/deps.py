@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection
 
 from api.jobs.downloads import Downloads
 from api.jobs.service import JobService
+from api.observability.log_context import bind_principal
 from api.schemas import RunRequest, strings_in
 from api.security.authentication import Authenticator
 from api.security.principals import Principal, Scope
@@ -55,6 +56,7 @@ async def authenticate(
     caller lacks. The principal is also left in `conn.state.principal`."""
     authenticator: Authenticator = conn.app.state.authenticator
     principal = await authenticator.identify(conn)  # maybe already, by the rate limiter
+    bind_principal(principal.name)  # on the request's log lines: its name, never a key
     authenticator.require(principal, security_scopes.scopes)
     conn.state.principal = principal
     return principal

@@ -12,6 +12,8 @@
   (sync runs included) may finish before workers are killed. Give Kubernetes'
   `terminationGracePeriodSeconds` a few seconds more than this.
 - `ZYRA_GUNICORN_KEEPALIVE_S` (5): idle keep-alive connections are closed after this.
+- `ZYRA_LOG_FORMAT` (`text`): `json` writes Gunicorn's, uvicorn's and our lines as one
+  JSON object each (api/observability/log_format.py).
 
 With the local backend (`ZYRA_BACKEND` unset or `local`) there is one worker,
 whatever is asked: each worker's start-up would requeue and start jobs another
@@ -28,6 +30,8 @@ import logging
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from runner.log_format import log_format_from_env
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
@@ -118,6 +122,9 @@ worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 # No `gunicornc` control socket (Gunicorn 25.1+): it would be created under $HOME,
 # read-only in a locked-down pod and shared by every Gunicorn of a user on a machine.
 control_socket_disable = True
+_log_format = log_format_from_env(os.environ)
+if _log_format == "json":
+    logger_class = "api.observability.gunicorn_logger.JsonLogger"
 
 APP_LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 
@@ -134,14 +141,46 @@ def on_starting(server: Arbiter) -> None:
             level=logging.INFO, format=APP_LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S %z"
         )
     _redact_credentials()
+    _json_lines()
     if _asked > 1 and not _multi_worker and _asked_by is not None:
         server.log.warning(one_worker_warning(_backend, _asked, _asked_by))
     server.log.info("ZYRA_BACKEND=%s: %d worker(s)", _backend, server.num_workers)
 
 
+def when_ready(server: Arbiter) -> None:
+    """In the master, listening, before the first worker: every worker inherits
+    PROMETHEUS_MULTIPROC_DIR, a fresh private folder where each writes its metrics and
+    from which GET /metrics adds them up (api/observability/multiprocess.py)."""
+    from api.observability.multiprocess import make_private_dir
+
+    server.log.info("metrics of every worker are gathered in %s", make_private_dir())
+
+
+def child_exit(server: Arbiter, worker: Worker) -> None:
+    """A worker is gone: its gauges (streams open, slots in use) no longer count."""
+    from api.observability.multiprocess import mark_dead
+
+    mark_dead(worker.pid)
+
+
+def on_exit(server: Arbiter) -> None:
+    from api.observability.multiprocess import remove_dir
+
+    remove_dir()
+
+
 def post_worker_init(worker: Worker) -> None:
     """The Uvicorn worker has given uvicorn's loggers Gunicorn's handlers by now."""
     _redact_credentials()
+    _json_lines()
+
+
+def _json_lines() -> None:
+    """ZYRA_LOG_FORMAT=json: every handler Gunicorn and basicConfig made writes JSON."""
+    if _log_format == "json":
+        from api.observability.log_format import use_json_everywhere
+
+        use_json_everywhere()
 
 
 def _redact_credentials() -> None:

@@ -31,9 +31,12 @@ from api.limits.rates import RateLimiter
 from api.limits.request_size import RequestBodyLimitMiddleware
 from api.limits.sync_slots import LocalSyncRunSlots, RedisSyncRunSlots, SyncRunSlots
 from api.method_not_allowed import install_method_not_allowed_handler
+from api.observability import tracing as api_tracing
+from api.observability.log_context import RequestIdMiddleware
+from api.observability.metrics import observe_sandbox
 from api.openapi import install_openapi
 from api.retention import RetentionCleaner
-from api.routers import cli, files, health, jobs, stream
+from api.routers import cli, files, health, jobs, metrics, stream
 from api.schemas import JobView
 from api.security.api_keys import ApiKeyRing
 from api.security.authentication import Authenticator, install_auth_error_handler
@@ -110,7 +113,8 @@ def build_job_service(
             storage.ensure_bucket()
         except Exception as exc:  # the operator may have created it without granting this
             log.warning("could not check or create bucket %s: %s", settings.s3_bucket, exc)
-    runner_env = {**env, **settings.storage_env, "ZYRA_EVENT_DB": str(events_db)}
+    runner_env = {**env, **settings.storage_env, "ZYRA_EVENT_DB": str(events_db),
+                  "ZYRA_LOG_FORMAT": settings.log_format}  # fmt: skip
     _warn_if_one_principal_takes_every_runner(settings)
     return JobService(
         settings,
@@ -210,7 +214,8 @@ def _kubernetes_backend(settings: Settings, reports: RunnerReports, events: Even
         config.load_incluster_config()
         api_client = client.ApiClient()
     plain = {**settings.k8s.plain_env, **{k: v for k, v in settings.storage_env.items()
-                                          if k != "ZYRA_STORAGE_DIR"}}  # fmt: skip
+                                          if k != "ZYRA_STORAGE_DIR"},
+             "ZYRA_LOG_FORMAT": settings.log_format}  # fmt: skip
     k8s = settings.k8s.model_copy(update={"plain_env": plain})
     return KubernetesBackend(k8s, api_client, reports, events=events)
 
@@ -256,6 +261,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Our environment holds the keys: no other process of our uid may read it.
         make_non_dumpable()
+        # Here, not in create_app: in each Gunicorn worker, after its fork.
+        api_tracing.start()
         os.umask(0o077)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         policy = ExposurePolicy(tuple(settings.stages), tuple(settings.commands_deny))
@@ -275,6 +282,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.streams = streams = JobStreams.start(service.events, service.store, settings)
         service.events = streams.notifying(service.events)  # our appends wake readers at once
         app.state.sandbox = zygote.sandbox
+        observe_sandbox(zygote.sandbox)  # zyra_sandbox_level
         app.state.sync_executor = zygote
         app.state.settings = settings
         app.state.catalog = catalog
@@ -315,6 +323,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cleaner.stop()
             service.backend.close()
             await anyio.to_thread.run_sync(zygote.close)
+            await anyio.to_thread.run_sync(api_tracing.stop)  # what is left is exported
 
     app = FastAPI(
         title="zyra-orchestrator",
@@ -328,7 +337,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_method_not_allowed_handler(app)
     app.add_middleware(RequestBodyLimitMiddleware)  # inside the rate limits: counted first
     app.add_middleware(RateLimitMiddleware)
-    for router in (health.router, cli.router, jobs.router, files.router, stream.router):
+    for router in (health.router, cli.router, jobs.router, files.router, stream.router,
+                   metrics.router):  # fmt: skip
         app.include_router(router)
     install_openapi(app, settings)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every line of a request has its id
+    api_tracing.instrument_app(app)  # only when an OTLP endpoint is configured
     return app

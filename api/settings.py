@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from api.security.jwks import insecure_url_problem
@@ -664,6 +664,34 @@ class Settings(BaseSettings):
         "against the right-most address there that is not itself a trusted proxy. Empty: "
         "the connection's peer is the client, whatever the headers say.",
     )
+    # --- logs and traces (api/observability) ---------------------------------------------
+    log_format: Literal["json", "text"] = Field(
+        "text",
+        description="`json`: one JSON object per line (timestamp, level, logger, message, "
+        "job_id, principal, request_id, exception, trace_id) from the API and its runners, "
+        "for a log collector; `text`: lines for a human's terminal. The Helm chart sets "
+        "`json`. Traces need no setting here: they are exported when "
+        "`OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set.",
+    )
+    # --- metrics (api/observability/metrics.py) -------------------------------------------
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Token Prometheus sends as `Authorization: Bearer <token>` to read "
+        "`GET /metrics`: a long random value (the Helm chart generates 32 characters). "
+        "Unset or blank: only a principal with the `admin` scope may read it (or anyone, "
+        "with ZYRA_METRICS_PUBLIC).",
+    )
+    metrics_public: bool = Field(
+        False,
+        description="`true`: `GET /metrics` answers without any credential. Only where "
+        "something else (a NetworkPolicy, a private listener) keeps others from it.",
+    )
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _blank_metrics_token_is_none(cls, token: SecretStr | None) -> SecretStr | None:
+        """A blank token is no token (else `Bearer ` with nothing would match it)."""
+        return token if token is not None and token.get_secret_value().strip() else None
 
     @field_validator("trusted_proxies")
     @classmethod

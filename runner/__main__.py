@@ -12,22 +12,27 @@ confine commands, the job fails with reason SandboxUnavailable and nothing runs.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import threading
 from pathlib import Path
 
+from runner import tracing
 from runner.credentials import credentials_from_env
 from runner.events import event_log_from
 from runner.execute import CommandExecutor, ForkSpawner
 from runner.job import JobPlace, run_job
+from runner.log_format import bind, configure_logging, log_format_from_env
 from runner.presigned import PresignedStorage
 from runner.reaper import become_subreaper
 from runner.sandbox import make_non_dumpable, probe
-from runner.spec import load_spec
+from runner.spec import JobSpec, load_spec
 from runner.storage import storage_from_env
 
 EVENT_DB_ENV = "ZYRA_EVENT_DB"
+RUNNER_SERVICE = "zyra-orchestrator-runner"
+log = logging.getLogger("zyra.runner")
 
 
 def flush_wait_s() -> float:
@@ -39,15 +44,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__)
     parser.add_argument("--spec", help="job spec JSON file (default: $ZYRA_JOB_SPEC)")
     ns = parser.parse_args()
+    fmt = log_format_from_env()  # ZYRA_LOG_FORMAT, as the API's
+    # Text: the log is the command's output alone, as ever (the API may read it back as
+    # such); JSON: the runner's own lines too, told apart by their logger.
+    configure_logging(fmt, level=logging.INFO if fmt == "json" else logging.WARNING)
     make_non_dumpable()
     become_subreaper()
     os.umask(0o077)
     spec = load_spec(ns.spec)
+    bind(job_id=spec.job_id)
+    tracing.start(RUNNER_SERVICE)  # continues the job's trace (TRACEPARENT) if configured
+    try:
+        code = _run(spec)
+    except Exception:
+        log.exception("runner failed")
+        code = 1
+    finally:
+        tracing.stop()  # its spans leave before the process does
+    raise SystemExit(code)
+
+
+def _run(spec: JobSpec) -> int:
     sandbox = probe(spec.sandbox)
     # The job's own credentials (the API starts every runner with them); without, the
     # stores named by the environment (a runner started by hand, the embedded ones).
     credentials = credentials_from_env()
-    log = event_log_from(
+    events = event_log_from(
         credentials.redis_url if credentials else os.environ.get("ZYRA_REDIS_URL"),
         Path(os.environ.get(EVENT_DB_ENV, Path(spec.work_root).parent / "events.sqlite3")),
     )
@@ -58,8 +80,17 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     spawner = ForkSpawner(sandbox, early_report=True)  # a runner forks nothing else
     executor = CommandExecutor(spawner, kill_grace_s=spec.kill_grace_s)
-    place = JobPlace(log, storage, executor, sandbox, flush_wait_s=flush_wait_s())
-    raise SystemExit(run_job(spec, place, cancel).exit_code)
+    place = JobPlace(events, storage, executor, sandbox, flush_wait_s=flush_wait_s())
+    log.info("runner started", extra={"sandbox": sandbox.level})
+    with tracing.span("runner.job", {"zyra.job_id": spec.job_id},
+                      traceparent=os.environ.get(tracing.TRACEPARENT_ENV)):  # fmt: skip
+        result = run_job(spec, place, cancel)
+    log.info(
+        "runner finished",
+        extra={"exit_code": result.exit_code, "reason": result.reason,
+               "duration_s": result.duration_s, "outputs": len(result.outputs)},
+    )  # fmt: skip
+    return result.exit_code
 
 
 if __name__ == "__main__":

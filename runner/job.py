@@ -11,13 +11,13 @@ same way for both.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import progress
+from runner import progress, tracing
 from runner.dependencies import DependencyUnavailableError
 from runner.events import EventLog, RunnerResult
 from runner.execute import CommandExecutor
@@ -31,6 +31,7 @@ from runner.storage import RunnerStorage, results_prefix
 from runner.workspace import JobFolders
 
 INPUT_MISSING_EXIT_CODE = 1
+logger = logging.getLogger("zyra.runner")
 # What the command may write stays readable (and removable) by the folders' group.
 SHARED_UMASK = 0o007
 
@@ -61,7 +62,7 @@ def store_result(log: EventLog, job_id: str, result: RunnerResult) -> None:
     try:
         log.set_result(job_id, result)
     except DependencyUnavailableError as exc:
-        print(f"[runner] could not store the result: {exc}", file=sys.stderr)
+        logger.warning("could not store the result: %s", exc)
 
 
 def run_job(spec: JobSpec, place: JobPlace, cancel: threading.Event | None = None) -> RunnerResult:
@@ -90,7 +91,8 @@ def _run(
         reason = ExitReason.SANDBOX_UNAVAILABLE
         return _end_early(spec, place, publisher, SANDBOX_EXIT_CODE, reason, str(exc))
     try:
-        staged = stage_inputs(place.storage, spec.inputs, folders.files)
+        with tracing.span("job.inputs", {"zyra.inputs": len(spec.inputs)}):
+            staged = stage_inputs(place.storage, spec.inputs, folders.files)
     except KeyError as exc:
         # The upload expired (or was deleted) between the request and now.
         why = f"uploaded file {exc.args[0]} is no longer stored"
@@ -112,21 +114,27 @@ def _run(
         sandbox=sandbox_policy,
         outbound_allow=spec.outbound_allow,
     )
-    outcome = place.executor.run(
-        request,
-        capture_dir=folders.capture,
-        timeout_s=spec.timeout_s,
-        on_output=publisher.output,
-        cancel=cancel,
-        quotas=spec.quotas,
-    )
+    with tracing.span("job.command", {"zyra.argv0": spec.argv[0] if spec.argv else ""}) as span:
+        outcome = place.executor.run(
+            request,
+            capture_dir=folders.capture,
+            timeout_s=spec.timeout_s,
+            on_output=publisher.output,
+            cancel=cancel,
+            quotas=spec.quotas,
+        )
+        if span is not None:
+            span.set_attributes({"zyra.exit_code": outcome.exit_code,
+                                 "zyra.reason": str(outcome.reason)})  # fmt: skip
     publisher.set_progress(progress.COMMAND_DONE)
-    outputs = [] if outcome.over_quota else keep_outputs(
-        folders.files, place.storage, results_prefix(spec.job_id), staged,
-        outcome.stdout_path, publisher.stdout_binary,
-    )  # fmt: skip
+    with tracing.span("job.outputs") as span:
+        outputs = [] if outcome.over_quota else keep_outputs(
+            folders.files, place.storage, results_prefix(spec.job_id), staged,
+            outcome.stdout_path, publisher.stdout_binary,
+        )  # fmt: skip
+        if span is not None:
+            span.set_attribute("zyra.outputs", len(outputs))
     publisher.set_progress(progress.OUTPUTS_STORED)
-    publisher.close(place.flush_wait_s)
     result = RunnerResult(
         exit_code=outcome.exit_code,
         reason=outcome.reason,
@@ -134,7 +142,9 @@ def _run(
         outputs=outputs,
         stdout_is_binary=publisher.stdout_binary,
     )
-    store_result(place.log, spec.job_id, result)
+    with tracing.span("job.events.publish"):  # what is left of the output, then the result
+        publisher.close(place.flush_wait_s)
+        store_result(place.log, spec.job_id, result)
     return result
 
 

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from runner import progress
+from runner import log_format, progress
 from runner.dependencies import DependencyUnavailableError
 from runner.events import EventLog
 from runner.execute import Stream
@@ -81,7 +81,10 @@ class OutputPublisher:
         text = self.scrub(decoded)
         if self.echo:
             target = sys.stdout if stream is Stream.STDOUT else sys.stderr
-            target.buffer.write(data if text == decoded else text.encode("utf-8"))
+            if log_format.json_output():  # one JSON object per line, like every other
+                target.write(log_format.output_lines(stream.value, text))
+            else:
+                target.buffer.write(data if text == decoded else text.encode("utf-8"))
             target.flush()
         self.emit(**{stream.value: text})
         fractions = [f for line in text.splitlines() if (f := progress.command_fraction(line))]

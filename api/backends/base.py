@@ -37,6 +37,7 @@ class RunnerJob:
     command: str
     resources: RunResources | None = None  # the run's own, already within the limits
     runner_handle: dict[str, Any] | None = None  # as reported when its runner started
+    traceparent: str | None = None  # the runner continues this trace (runner/tracing.py)
 
 
 class RunnerReports(Protocol):

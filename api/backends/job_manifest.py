@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from api.resources import RunResources
@@ -66,8 +67,13 @@ def credentials_secret_name(job_id: str) -> str:
 
 
 def runner_env(
-    spec: JobSpec, k8s: KubernetesSettings, with_credentials: bool = False
+    spec: JobSpec,
+    k8s: KubernetesSettings,
+    with_credentials: bool = False,
+    trace_env: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
+    """`trace_env`: the job's TRACEPARENT and the exporter's OTEL_* settings
+    (runner/tracing.py `runner_env`), when traces are exported."""
     if with_credentials:
         # The spec too: its argv may hold a caller's secret arguments, which anyone
         # allowed to read Jobs in the namespace would otherwise see.
@@ -78,7 +84,8 @@ def runner_env(
         ]
     else:
         env = [{"name": SPEC_ENV, "value": json.dumps(spec.model_dump(mode="json"))}]
-    return env + [{"name": k, "value": v} for k, v in sorted(k8s.plain_env.items())]
+    plain = {**k8s.plain_env, **(trace_env or {})}
+    return env + [{"name": k, "value": v} for k, v in sorted(plain.items())]
 
 
 def credentials_secret(
@@ -112,6 +119,7 @@ def job_manifest(
     k8s: KubernetesSettings,
     resources: RunResources | None = None,
     with_credentials: bool = False,
+    trace_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Job for one run. `spec.work_root` must lie under `k8s.work_mount`; a run's
     own resources (already checked against the limits) are its request and limit;
@@ -125,7 +133,7 @@ def job_manifest(
         "image": k8s.image,
         "imagePullPolicy": k8s.image_pull_policy,
         "command": list(k8s.runner_command),
-        "env": runner_env(spec, k8s, with_credentials),
+        "env": runner_env(spec, k8s, with_credentials, trace_env),
         "resources": {"requests": requests, "limits": limits},
         "securityContext": {
             "allowPrivilegeEscalation": False,

@@ -25,7 +25,9 @@ from api.backends.job_manifest import (
 )
 from api.backends.pod_logs import PodLogRelay
 from api.backends.pod_watch import PodWatcher
+from api.observability.metrics import timing_job_create
 from api.settings import KubernetesSettings
+from runner import tracing
 from runner.credentials import JobCredentials
 from runner.events import EventLog
 from runner.lifecycle import ExitReason
@@ -75,11 +77,13 @@ class KubernetesBackend:
             raise LaunchRefusedError(too_large)  # it would never start
         credentials = self.reports.runner_credentials(spec)
         manifest = job_manifest(spec, job.stage, job.command, self.settings, job.resources,
-                                with_credentials=credentials is not None)  # fmt: skip
+                                with_credentials=credentials is not None,
+                                trace_env=tracing.runner_env(job.traceparent))  # fmt: skip
         try:
-            job_uid = self.batch.create_namespaced_job(
-                self.settings.namespace, manifest
-            ).metadata.uid
+            with timing_job_create():
+                job_uid = self.batch.create_namespaced_job(
+                    self.settings.namespace, manifest
+                ).metadata.uid
         except ApiException as exc:
             if exc.status in (400, 422):  # invalid as it is: it would be refused for ever
                 raise LaunchRefusedError(f"Kubernetes refused the Job: {exc.reason}: "

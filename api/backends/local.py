@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from api.backends.base import RunnerExit, RunnerJob, RunnerReports
+from runner import tracing
 from runner.credentials import CREDENTIALS_ENV
 from runner.execute import ExecutorUnavailableError, kill_group
 from runner.lifecycle import ExitReason
@@ -104,6 +105,7 @@ class LocalBackend:
         self._waiting: deque[str] = deque()
         self._lock = threading.Lock()
         self._retry_pending = False
+        self._trace_env: dict[str, dict[str, str]] = {}  # a waiting runner's TRACEPARENT, …
 
     @functools.cached_property
     def dispatch_group(self) -> str:
@@ -129,6 +131,7 @@ class LocalBackend:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.spec_path(job.job_id).write_text(spec.model_dump_json())
         with self._lock:
+            self._trace_env[job.job_id] = tracing.runner_env(job.traceparent)
             self._waiting.append(job.job_id)
         self._dispatch_or_retry()  # from here on the job is ours: never raise
 
@@ -176,6 +179,7 @@ class LocalBackend:
         credentials = self.reports.runner_credentials(spec)
         if credentials is not None:
             env[CREDENTIALS_ENV] = credentials.model_dump_json()
+        env.update(self._trace_env.get(job_id, {}))  # the job's trace goes on in the runner
         args = ["--spec", str(self.spec_path(job_id))]
         with self.log_path(job_id).open("ab") as runner_log:
             if self.forker is not None:
@@ -197,6 +201,7 @@ class LocalBackend:
         returncode = proc.wait()
         with self._lock:
             self._procs.pop(job_id, None)
+            self._trace_env.pop(job_id, None)
         if returncode is None:  # its stored result tells; without one it was lost
             self.reports.on_runner_exit(job_id, RunnerExit(None, ExitReason.LOST))
         else:
@@ -218,6 +223,7 @@ class LocalBackend:
             waiting = job.job_id in self._waiting
             if waiting:
                 self._waiting.remove(job.job_id)
+                self._trace_env.pop(job.job_id, None)
         if waiting:  # never started: nothing to stop
             self.spec_path(job.job_id).unlink(missing_ok=True)
             self.reports.on_runner_exit(job.job_id, RunnerExit(None, ExitReason.CANCELLED))
@@ -252,6 +258,7 @@ class LocalBackend:
                 # Never started (no runner handle) and its spec is still on disk.
                 requeue = job.runner_handle is None and self.spec_path(job.job_id).exists()
                 if requeue:
+                    self._trace_env[job.job_id] = tracing.runner_env(job.traceparent)
                     self._waiting.append(job.job_id)
             if requeue:
                 continue

@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from api.backends.base import RunnerExit, RunnerReports
 from api.backends.job_manifest import MANAGED_BY, job_name
 from api.backends.pod_logs import PodLogRelay
+from api.observability import metrics
 from runner.lifecycle import ExitReason
 
 log = logging.getLogger("zyra.kubernetes")
@@ -63,6 +64,7 @@ class PodWatcher:
         self._thread = threading.Thread(target=self._watch_forever, daemon=True)
 
     def start(self) -> None:
+        metrics.watch_started()
         self._thread.start()
 
     def stop(self) -> None:
@@ -73,17 +75,20 @@ class PodWatcher:
         while not self._stop.is_set():
             try:
                 pods = self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR)
+                metrics.watch_listed()
                 for pod in pods.items:
                     self.observe(pod, deleted=False)
                 self.expire_stuck()
                 self._follow(pods.metadata.resource_version)
                 delay = 1.0
             except ApiException as exc:
+                metrics.watch_restarted("expired" if exc.status == 410 else "error")
                 if exc.status != 410:  # 410 Gone: our resourceVersion is too old; list again
                     log.warning("pod watch failed: %s", exc.reason)
                     self._stop.wait(delay)
                     delay = min(delay * 2, 30.0)
             except Exception as exc:  # the API server restarting, a dropped connection
+                metrics.watch_restarted("interrupted")
                 log.warning("pod watch interrupted: %s", exc)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)

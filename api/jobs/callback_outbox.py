@@ -26,6 +26,9 @@ from api.jobs.callback_signing import HEADER, signature
 from api.jobs.callbacks import MAX_REDIRECTS, Answer, post_once
 from api.jobs.records import CallbackDelivery, DeliveryState, JobRecord, utcnow
 from api.jobs.store import JobStore
+from api.observability.log_context import handles_job
+from api.observability.metrics import callback_attempt
+from runner import tracing
 from runner.outbound import OutboundPolicy
 
 log = logging.getLogger("zyra.callbacks")
@@ -157,6 +160,7 @@ class CallbackOutbox:
             log.exception("job %s: callback attempt failed; retrying", job_id)
             self.schedule(job_id, min(self.rules.max_backoff_s, 5.0))
 
+    @handles_job()
     def attempt(self, job_id: str) -> CallbackDelivery | None:
         """One attempt, if the job's callback is pending and no one else is making one;
         where delivery stands after it (None: no attempt made)."""
@@ -181,7 +185,10 @@ class CallbackOutbox:
         }
         if target.secret:
             headers[HEADER] = signature(target.secret, int(time.time()), body)
-        with httpx.Client(timeout=self.timeout_s) as client:
+        with (
+            tracing.span("job.callback", {"zyra.job_id": job_id}, record.traceparent),
+            httpx.Client(timeout=self.timeout_s) as client,
+        ):  # in the job's trace: the POST's own span is a child (api/observability/tracing.py)
             answer = post_once(client, target.url, body, headers, self.policy)
         ended = record.finished_at or now
         done = utcnow()
@@ -202,6 +209,7 @@ class CallbackOutbox:
             job_id,
             lambda r: r.model_copy(update={"callback": delivery, "callback_claimed_until": None}),
         )
+        callback_attempt(answer.delivered, retrying=delay is not None)
         if delay is not None:
             log.warning("job %s: callback attempt %d: %s; again in %.0f s",
                         job_id, attempts, answer.error, delay)  # fmt: skip

@@ -81,6 +81,11 @@ class JobRecord(BaseModel):
     runner: dict[str, Any] | None = Field(
         None, description="The backend's handle on the runner (pid, pod name, ...)."
     )
+    traceparent: str | None = Field(
+        None,
+        description="W3C trace context of the request that made the job (runner/tracing.py): "
+        "its runner and its end join that trace. None while tracing is off.",
+    )
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -23,11 +23,13 @@ from api.jobs.store import JobFilter, JobPage, JobStore, parse_cursor
 from api.limits.dispatcher import FairShareDispatcher
 from api.limits.fair_share import FairShareQueue
 from api.limits.sync_slots import SyncRunSlots
+from api.observability.job_metrics import JobMetrics
+from api.observability.log_context import bind_job, handles_job
 from api.request_errors import FieldProblem, InvalidRequestError, UnknownJobError
 from api.resources import RunResources
 from api.security.principals import Principal
 from api.settings import Settings
-from runner import progress
+from runner import progress, tracing
 from runner.argv import InvalidArgsError, PathPolicy, build_argv
 from runner.catalog import CommandCatalog, CommandSpec, UnknownStageError
 from runner.child import ResourceLimits
@@ -48,6 +50,7 @@ from runner.inputs import (
 )
 from runner.job import JobPlace, run_job
 from runner.lifecycle import ExitReason, JobStatus
+from runner.log_format import plain_output
 from runner.outputs import OutputFile, sha256_of_chunks
 from runner.pipeline_config import CheckedPipeline, PipelineRules, Uploads, check_pipeline
 from runner.secret_args import secrets_in
@@ -108,7 +111,8 @@ class PreparedRun:
 def runner_job(record: JobRecord) -> RunnerJob:
     """What the backend is told of a job: enough to start, stop or find its runner."""
     resources = RunResources.model_validate(record.resources) if record.resources else None
-    return RunnerJob(record.job_id, record.stage, record.command, resources, record.runner)
+    return RunnerJob(record.job_id, record.stage, record.command, resources, record.runner,
+                     record.traceparent)  # fmt: skip
 
 
 @dataclass
@@ -177,6 +181,7 @@ class JobService:
         # Fair shares (api/limits): sync runs one principal has executing, and the
         # queue its async jobs wait in until it has room at the backend.
         self.principal_sync_slots = principal_sync_slots
+        self.metrics = JobMetrics(catalog, settings.sync_concurrency)
         # Last: its runners may report from here on (a cluster's pod watcher starts at
         # once); an end reported before the dispatcher exists frees its room at the
         # dispatcher's next tick instead (`_make_room`).
@@ -219,7 +224,9 @@ class JobService:
         prepared = await anyio.to_thread.run_sync(prepare)
         if mode is RunMode.ASYNC:
             submit = partial(self.submit, prepared, principal, callback, metadata)
-            return await anyio.to_thread.run_sync(submit)
+            record = await anyio.to_thread.run_sync(submit)
+            bind_job(record.job_id)  # the request's last lines (its access line) too
+            return record
         return await self.run_sync(prepared, principal, metadata)
 
     def prepare(
@@ -311,6 +318,7 @@ class JobService:
             resources=prepared.resources.model_dump(exclude_none=True)
             if prepared.resources
             else None,
+            traceparent=tracing.current_traceparent(),  # the job's trace: this request's
         )
 
     def _limits(self) -> ResourceLimits:
@@ -335,12 +343,15 @@ class JobService:
         lease = await anyio.to_thread.run_sync(slots.acquire, principal.id, run_s)
         try:
             record = self._new_record(prepared, RunMode.SYNC, principal, metadata=metadata)
+            bind_job(record.job_id)  # the rest of the request's lines
             await anyio.to_thread.run_sync(self.store.save, record)
+            self.metrics.submitted(record)
             try:
 
                 def execute() -> JobRecord:  # once a process-wide slot is ours: it starts now
                     slots.renew(principal.id, lease, run_s)
-                    return self._execute(record, prepared)
+                    with self.metrics.sync_slot():
+                        return self._execute(record, prepared)
 
                 await anyio.to_thread.run_sync(self._announce, record.job_id)
                 return await anyio.to_thread.run_sync(execute, limiter=self._sync_slots)
@@ -402,6 +413,7 @@ class JobService:
 
     # --- async --------------------------------------------------------------------------
 
+    @tracing.traced("job.submit")
     def submit(
         self,
         prepared: PreparedRun,
@@ -411,7 +423,9 @@ class JobService:
     ) -> JobRecord:
         """Record the job, then hand it to the backend; returns at once."""
         record = self._new_record(prepared, RunMode.ASYNC, principal, callback, metadata)
+        bind_job(record.job_id)  # this thread's context: anyio copies it for each call
         self.store.save(record)
+        self.metrics.submitted(record)
         try:
             self._announce(record.job_id)
             spec = self._spec(record, prepared)
@@ -422,6 +436,7 @@ class JobService:
             raise
         return record
 
+    @handles_job()
     def launch_claimed(self, job_id: str, spec: JobSpec) -> bool:
         """Hand a job its principal has room for to the backend; False if it has ended
         (nothing to start)."""
@@ -429,7 +444,10 @@ class JobService:
         if record is None or record.status.is_terminal():
             return False
         try:
-            self.backend.launch(runner_job(record), spec)
+            with tracing.span("job.launch", traceparent=record.traceparent):
+                # The runner's spans are children of this one.
+                traceparent = tracing.current_traceparent() or record.traceparent
+                self.backend.launch(replace(runner_job(record), traceparent=traceparent), spec)
         except LaunchRefusedError as exc:
             self.events.append(job_id, stderr=f"{exc}\n")
             self.on_runner_exit(
@@ -475,6 +493,7 @@ class JobService:
         if self.credentials is not None:
             self.credentials.sync(self.store.active(), self.store.get)
 
+    @handles_job()
     def on_runner_started(self, job_id: str, handle: dict[str, Any]) -> None:
         """RunnerReports: a runner started (maybe after waiting its turn);
         repeated reports change nothing."""
@@ -488,6 +507,7 @@ class JobService:
             )
         )
 
+    @handles_job()
     def on_runner_exit(self, job_id: str, observed: RunnerExit) -> None:
         """RunnerReports: a runner ended; safe to call twice (or from two replicas)."""
         record = self.store.get(job_id)
@@ -495,6 +515,7 @@ class JobService:
             return
         self._finalise(record, observed, self.events.get_result(job_id))
 
+    @handles_job("job.finalise")  # in the job's trace, whoever saw the runner end
     def _finalise(
         self, record: JobRecord, observed: RunnerExit, result: RunnerResult | None
     ) -> JobRecord:
@@ -506,6 +527,7 @@ class JobService:
             final = self._recover_from_runner(final)
         if not self.store.save_unless_terminal(final):
             return self.store.get(job_id) or final  # someone else finalised it first
+        self.metrics.finished(final)  # here only: once per job, whoever finalised it
         if final.mode is RunMode.ASYNC:
             self._revoke_runner_credentials(job_id)
             self._make_room(final.owner, job_id)
@@ -549,6 +571,7 @@ class JobService:
         update: dict[str, Any] = {}
         if not record.stdout and not record.stderr:
             logs = self.backend.runner_logs(record.job_id)
+            logs = plain_output(logs) if logs else logs  # a JSON log's echoed lines, as text
             if logs:
                 update["stdout"] = logs[: self.settings.max_log_bytes]
                 update["stdout_truncated"] = len(logs) > self.settings.max_log_bytes
@@ -579,6 +602,7 @@ class JobService:
         summary = self.summarise_events(record.job_id)
         return record.model_copy(update={**summary.log_fields(), "progress": summary.progress})
 
+    @handles_job()
     def cancel(self, job_id: str, principal: Principal) -> tuple[JobRecord, bool]:
         """Cancel a queued or running job; (record, whether anything changed).
         UnknownJobError (a KeyError) when there is no such job for `principal`."""

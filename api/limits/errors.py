@@ -8,6 +8,7 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from api.limits.rates import LimitName, Verdict
+from api.observability.metrics import rate_limited
 from api.security.authentication import close_websocket
 
 CLOSE_TOO_MANY_REQUESTS = 4429  # 4000 + the HTTP status, as 4401 and 4403
@@ -45,6 +46,7 @@ class LimitExceededError(Exception):
 
 async def refuse(conn: HTTPConnection, exc: LimitExceededError) -> JSONResponse | None:
     """The 429 answer; a WebSocket is accepted and closed with 4429 and the detail."""
+    rate_limited(getattr(conn.state, "identified", None), exc.limit)  # by principal class
     if isinstance(conn, WebSocket):
         await close_websocket(conn, CLOSE_TOO_MANY_REQUESTS, exc.detail)
         return None

@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket
 from api.errors import dependency_down
 from api.limits.admission import VERDICT_STATE, RequestLimits
 from api.limits.errors import LimitExceededError, refuse
+from api.observability.scrape_auth import is_scrape
 from runner.dependencies import DependencyUnavailableError
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})  # probes must never be throttled
@@ -36,6 +37,9 @@ class RateLimitMiddleware:
             if scope["type"] == "websocket"
             else HTTPConnection(scope, receive)
         )
+        if is_scrape(conn):  # Prometheus with ZYRA_METRICS_TOKEN: no API credential to count
+            await self.app(scope, receive, send)
+            return
         try:
             verdict = await limits.admit(conn)
         except (LimitExceededError, DependencyUnavailableError) as exc:

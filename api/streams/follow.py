@@ -160,7 +160,7 @@ class JobStreams:
         stream slots meanwhile; StreamRefusedError when it has none left."""
         if timeout_s <= 0 or self.watch.closed:
             return
-        slot = self.slots.take(principal_id)
+        slot = self.slots.take(principal_id, kind="long_poll")
         try:
             with anyio.move_on_after(timeout_s), self.watch.following(job_id, 0) as waiter:
                 while not self.watch.closed:

@@ -13,6 +13,8 @@ from collections import Counter
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
+from api.observability.metrics import stream_closed, stream_opened
+
 RETRY_AFTER_S = 5  # a stream frees its slot when its job ends or its client leaves
 
 
@@ -50,14 +52,16 @@ class StreamRefusedError(Exception):
 class StreamSlot:
     """One open stream; `release` when it ends (again: no effect)."""
 
-    def __init__(self, slots: StreamSlots, principal_id: str) -> None:
-        self._slots, self.principal_id = slots, principal_id
+    def __init__(self, slots: StreamSlots, principal_id: str, kind: str = "events") -> None:
+        self._slots, self.principal_id, self.kind = slots, principal_id, kind
         self._held = True
+        stream_opened(kind)
 
     def release(self) -> None:
         if self._held:
             self._held = False
             self._slots._release(self.principal_id)
+            stream_closed(self.kind)
 
 
 class StreamSlots:
@@ -67,8 +71,9 @@ class StreamSlots:
         self.open = 0
         self._of: Counter[str] = Counter()
 
-    def take(self, principal_id: str) -> StreamSlot:
-        """A slot for one more stream of `principal_id`; StreamRefusedError if none is left."""
+    def take(self, principal_id: str, kind: str = "events") -> StreamSlot:
+        """A slot for one more stream of `principal_id`; StreamRefusedError if none is left.
+        `kind` (for the metrics): `events` (SSE, WebSocket) or `long_poll`."""
         if self.per_principal and self._of[principal_id] >= self.per_principal:
             raise StreamRefusedError(
                 "ZYRA_MAX_STREAMS_PER_PRINCIPAL",
@@ -84,7 +89,7 @@ class StreamSlots:
             )
         self.open += 1
         self._of[principal_id] += 1
-        return StreamSlot(self, principal_id)
+        return StreamSlot(self, principal_id, kind)
 
     def held_by(self, principal_id: str) -> int:
         return self._of[principal_id]

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: `api` from this checkout
 
 import annotated_types  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
+from pydantic import BaseModel, SecretStr  # noqa: E402
 from pydantic.fields import FieldInfo  # noqa: E402
 from pydantic_core import PydanticUndefined  # noqa: E402
 from pydantic_settings import NoDecode  # noqa: E402
@@ -102,7 +102,14 @@ def type_of(field: FieldInfo) -> str:
     elif annotation is dict or origin is dict:
         kind = "JSON object"
     else:
-        names = {bool: "boolean", int: "integer", float: "number", str: "text", Path: "path"}
+        names = {
+            bool: "boolean",
+            int: "integer",
+            float: "number",
+            str: "text",
+            Path: "path",
+            SecretStr: "text (secret)",
+        }
         kind = names.get(annotation, getattr(annotation, "__name__", str(annotation)))
     return ", ".join([kind, *constraints_of(field)])
 

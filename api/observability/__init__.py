@@ -1,0 +1,1 @@
+"""What operators watch: metrics, structured logs and traces."""
