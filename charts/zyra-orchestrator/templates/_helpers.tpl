@@ -146,3 +146,8 @@ Args: dict root, secret (name), key.
 {{- fail "syncExecutor.runAsUser must not be the API's uid (podSecurityContext.runAsUser)" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The Secret holding the metrics scrape token: the operator's, or the generated one. */}}
+{{- define "zyra.metricsSecret" -}}
+{{- default (printf "%s-metrics" (include "zyra.fullname" .)) .Values.metrics.existingSecret -}}
+{{- end -}}

@@ -90,10 +90,14 @@ def test_kubectl_logs_of_the_job_show_the_runners_output(deployment: Release) ->
     stdout = record["stdout"].splitlines()
     assert len(stdout) == 51 and "line 49" in stdout[-1], record["stdout"]
     logs = deployment.kubectl.run("logs", f"job/zyra-{job_id}").splitlines()
-    # The runner echoes the command's output: every line, in order (its own lines and
-    # the command's stderr may come in between).
-    wanted = set(stdout)
-    assert [line for line in logs if line in wanted] == stdout, logs
+    # The chart's runners log JSON (config.logFormat): one object per line, each with
+    # the job's id; the command's output is echoed as lines of their own, in order
+    # (the runner's own lines and the command's stderr may come in between).
+    lines = [json.loads(line) for line in logs]
+    runner_lines = [line for line in lines if line["logger"].startswith("zyra.runner")]
+    assert runner_lines and all(line["job_id"] == job_id for line in runner_lines), logs
+    echoed = [line["message"] for line in lines if line.get("stream") == "stdout"]
+    assert echoed == stdout, logs
 
 
 # Run inside a live runner container: who it is, and where it can write.
