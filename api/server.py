@@ -36,7 +36,7 @@ from api.observability.log_context import RequestIdMiddleware
 from api.observability.metrics import observe_sandbox
 from api.openapi import install_openapi
 from api.retention import RetentionCleaner
-from api.routers import cli, files, health, jobs, metrics, stream
+from api.routers import cli, dashboard, files, health, jobs, metrics, stream
 from api.schemas import JobView
 from api.security.api_keys import ApiKeyRing
 from api.security.authentication import Authenticator, install_auth_error_handler
@@ -340,6 +340,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health.router, cli.router, jobs.router, files.router, stream.router,
                    metrics.router):  # fmt: skip
         app.include_router(router)
+    app.include_router(dashboard.router)  # the page at /ui, outside the OpenAPI schema
     install_openapi(app, settings)
     app.add_middleware(RequestIdMiddleware)  # outermost: every line of a request has its id
     api_tracing.instrument_app(app)  # only when an OTLP endpoint is configured
