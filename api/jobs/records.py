@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from runner import progress
 from runner.lifecycle import ExitReason, JobStatus, known_reason
 from runner.outputs import OutputFile
 
@@ -119,3 +120,18 @@ class JobRecord(BaseModel):
         if not self.owner:
             self.owner = f"key:{self.submitted_by}"
         return self
+
+
+def terminal_event(record: JobRecord) -> dict[str, Any]:
+    """The fields of an ended job's terminal event. The same whoever builds them: its
+    finaliser stores them just after the record, and a stream that finds the record
+    ended before the log holds them builds the message itself (api/streams/follow.py),
+    so every client sees one terminal event, whichever copy reached it."""
+    ended = record.finished_at or record.started_at or record.created_at
+    return {
+        "ts": ended.timestamp(),
+        "status": record.status,
+        "exit_code": record.exit_code,
+        "reason": record.reason,
+        "progress": progress.DONE,
+    }

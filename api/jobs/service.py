@@ -17,7 +17,14 @@ from api.jobs.callback_outbox import CallbackOutbox
 from api.jobs.callbacks import check_callback
 from api.jobs.finalisation import decide_ending
 from api.jobs.ownership import may_see, shown_to, visible_filter
-from api.jobs.records import CallbackDelivery, CallbackTarget, JobRecord, RunMode, utcnow
+from api.jobs.records import (
+    CallbackDelivery,
+    CallbackTarget,
+    JobRecord,
+    RunMode,
+    terminal_event,
+    utcnow,
+)
 from api.jobs.runner_credentials import RunnerCredentials
 from api.jobs.store import JobFilter, JobPage, JobStore, parse_cursor
 from api.limits.dispatcher import FairShareDispatcher
@@ -531,13 +538,7 @@ class JobService:
         if final.mode is RunMode.ASYNC:
             self._revoke_runner_credentials(job_id)
             self._make_room(final.owner, job_id)
-        self.events.append(
-            job_id,
-            status=final.status,
-            exit_code=final.exit_code,
-            reason=final.reason,
-            progress=progress.DONE,
-        )
+        self.events.append(job_id, **terminal_event(final))
         log.info(
             "job finished",
             extra={"job_id": job_id, "status": final.status.value, "exit_code": final.exit_code},

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import anyio
 
-from api.jobs.records import JobRecord
+from api.jobs.records import JobRecord, terminal_event
 from api.jobs.store import JobStore
 from api.settings import Settings
 from api.streams.record_sweep import RecordSweep
@@ -30,7 +30,6 @@ from api.streams.shutdown import on_exit_signals
 from api.streams.slots import StreamRefusedError, StreamSlot, StreamSlots
 from api.streams.sqlite_feed import SqliteEventFeed
 from api.streams.watch import JobWatch, NotifyingEventLog
-from runner import progress
 from runner.events import EventLog, JobEvent, RedisEventLog, SqliteEventLog
 
 MAX_SEQ = 2**63 - 1  # the largest seq either log can hold: a larger `since` is past them all
@@ -218,11 +217,8 @@ class JobStreams:
 
 
 def last_word(record: JobRecord, seq: int) -> JobEvent:
-    """The terminal event of an ended record, as its log would have held it."""
-    ended = record.finished_at or record.started_at or record.created_at  # the same each time
-    return JobEvent(seq=seq, ts=ended.timestamp(), status=record.status,
-                    exit_code=record.exit_code, reason=record.reason,
-                    progress=progress.DONE)  # fmt: skip
+    """The terminal event of an ended record, as its log holds it (or will)."""
+    return JobEvent(seq=seq, **terminal_event(record))
 
 
 def resume_point(last_event_id: str | None) -> int:

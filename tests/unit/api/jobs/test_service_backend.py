@@ -19,6 +19,7 @@ from api.resources import RunResources
 from api.security.principals import Principal, Scope
 from api.server import callback_outbox
 from api.settings import Settings
+from api.streams.follow import last_word
 from runner.catalog import CommandCatalog, CommandSpec
 from runner.events import SqliteEventLog
 from runner.execute import CommandExecutor, Zygote
@@ -132,3 +133,18 @@ def test_cancel_and_reconcile_hand_the_backend_the_runners_handle(service: JobSe
     ]
     assert service.store.get(running.job_id).status is JobStatus.CANCELLED  # type: ignore[union-attr]
     assert [j.job_id for j in backend.launched] == [running.job_id, waiting.job_id]
+
+
+def test_the_terminal_event_stored_is_the_one_a_stream_builds_from_the_record(
+    service: JobService,
+) -> None:
+    # A stream that finds the record ended before the event is stored builds the event
+    # itself (api/streams/follow.py): every client must see the same message.
+    backend = backend_of(service)
+    record = service.submit(heatmap(), ALICE, None)
+    backend.reports.on_runner_started(record.job_id, {"kind": "test", "pid": 1})
+    backend.reports.on_runner_exit(record.job_id, RunnerExit(0, ExitReason.COMPLETED))
+    final = service.store.get(record.job_id)
+    assert final is not None
+    *_, stored = service.events.read(record.job_id, 0)
+    assert stored == last_word(final, stored.seq)

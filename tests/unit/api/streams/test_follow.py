@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from api.jobs.records import JobRecord
+from api.jobs.records import JobRecord, terminal_event
 from api.jobs.store import SqliteJobStore
 from api.settings import Settings
 from api.streams.follow import MAX_SEQ, JobStream, JobStreams, StreamsClosedError, resume_point
@@ -116,6 +117,30 @@ def test_a_follower_gets_what_comes_then_the_end_when_the_record_ends(tmp_path: 
         assert [m["seq"] for m in got] == [1, 2, 3]
         assert got[-1]["status"] == "failed"
         assert await past_the_end == []
+
+    run(tmp_path, scenario)
+
+
+def test_a_terminal_message_built_before_the_finaliser_stored_its_event_equals_it(
+    tmp_path: Path,
+) -> None:
+    # The finaliser saves the ended record, then appends its terminal event: a follower
+    # reading in between builds the message itself. A client reading later gets the
+    # stored one: both must be the same message.
+    async def scenario(streams: JobStreams, log: SqliteEventLog, store: SqliteJobStore) -> None:
+        running = job("a")
+        store.save(running)
+        append_history(log, "a", terminal=False)
+        ended = running.model_copy(update={
+            "status": JobStatus.FAILED, "exit_code": 2, "reason": ExitReason.ERROR,
+            "finished_at": running.created_at + timedelta(seconds=3),
+        })  # fmt: skip
+        store.save(ended)
+        early = await messages(await streams.open(ended, "key:t", 0))
+        log.append("a", **terminal_event(ended))
+        late = await messages(await streams.open(ended, "key:t", 0))
+        assert early == late
+        assert late[-1]["ts"] == ended.finished_at.timestamp()
 
     run(tmp_path, scenario)
 
