@@ -53,7 +53,12 @@ def main() -> None:
     os.umask(0o077)
     spec = load_spec(ns.spec)
     bind(job_id=spec.job_id)
-    tracing.start(RUNNER_SERVICE)  # continues the job's trace (TRACEPARENT) if configured
+    try:
+        # Continues the job's trace (TRACEPARENT) if configured; without a thread of its
+        # own, which the command's fork would start again beside the confined command.
+        tracing.start(RUNNER_SERVICE, held=True)
+    except Exception:  # a bad OTEL_* value costs the traces, not the job
+        log.warning("traces are off: could not start them", exc_info=True)
     try:
         code = _run(spec)
     except Exception:

@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -321,12 +322,33 @@ def _landlock(policy: SandboxPolicy, report: SandboxReport, writable: list[str])
     ruleset.restrict_self()
 
 
+# How long a command's process waits for exiting threads to leave before it is confined.
+THREADS_SETTLE_S = 0.5
+
+
+def thread_count(settle_s: float = THREADS_SETTLE_S) -> int:
+    """This process's threads, as the kernel counts them (C threads included), once
+    those on their way out are gone: an at-fork hook may start and join threads (the
+    OpenTelemetry SDK's resource detection does), which leave the kernel's list a
+    moment after their join."""
+    deadline = time.monotonic() + settle_s
+    while (count := len(os.listdir("/proc/self/task"))) > 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return count
+
+
 def confine(policy: SandboxPolicy, report: SandboxReport, writable: list[str]) -> None:
     """Confine this (freshly forked, single-threaded) process for good. In `required`
     mode any failure raises; in `best-effort` what works is kept."""
     if policy.mode is SandboxMode.OFF:
         return
     require(report)
+    # Landlock and no_new_privs bind the calling thread alone: a second thread (started
+    # by some library's at-fork hook) would run beside the command unconfined.
+    if (threads := thread_count()) != 1:
+        raise SandboxUnavailableError(
+            f"the command's process has {threads} threads; it is confined only with one"
+        )
     steps = [("no_new_privs", landlock.set_no_new_privs),
              ("identity", lambda: _drop_identity(report))]  # fmt: skip
     if report.filesystem:

@@ -35,6 +35,7 @@ ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPO
 RUNNER_ENV_PREFIXES = ("OTEL_EXPORTER_OTLP_", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_BSP_",
                        "OTEL_TRACES_SAMPLER", "OTEL_PROPAGATORS")  # fmt: skip
 FLUSH_TIMEOUT_MS = 2000
+MAX_HELD_SPANS = 1000  # a runner's: beyond, spans are dropped rather than memory grown
 INSTRUMENTATION_NAME = "zyra-orchestrator"
 
 Function = TypeVar("Function", bound=Callable[..., Any])
@@ -57,12 +58,21 @@ def enabled() -> bool:
 
 
 def start(
-    default_service: str, exporter: SpanExporter | None = None, sampler: Sampler | None = None
+    default_service: str,
+    exporter: SpanExporter | None = None,
+    sampler: Sampler | None = None,
+    *,
+    held: bool = False,
 ) -> bool:
     """Export spans of this process as `OTEL_SERVICE_NAME` (else `default_service`)
     when configured (or given an `exporter`); whether tracing is on. Call it in the
     process that exports: after a fork, not before (the batch processor's thread does
-    not survive one)."""
+    not survive one).
+
+    `held`: no export thread; spans are kept and leave in `stop`. For a process that
+    forks confined commands (a runner): the SDK starts its batch thread again in every
+    fork's child, where it would run beside the command without the command's Landlock
+    and no_new_privs, which bind one thread only."""
     global _provider, _tracer
     if _tracer is not None:
         return True
@@ -78,15 +88,48 @@ def start(
     # No shutdown at exit: it would wait out an export retrying against an unreachable
     # collector (`stop` waits FLUSH_TIMEOUT_MS at most).
     provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
-    if exporter is None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if held:
+        provider.add_span_processor(_held_processor(exporter or _otlp()))
+    elif exporter is None:
+        provider.add_span_processor(BatchSpanProcessor(_otlp()))
     else:  # tests: every span at once
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)  # for libraries' instrumentation; first one wins
     _provider, _tracer = provider, provider.get_tracer(INSTRUMENTATION_NAME)
     return True
+
+
+def _otlp() -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def _held_processor(exporter: SpanExporter) -> Any:
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    class HeldSpans(SpanProcessor):
+        """Ended spans kept in memory (a runner makes a handful), exported on flush."""
+
+        def __init__(self) -> None:
+            self.spans: list[ReadableSpan] = []
+            self.lock = threading.Lock()
+
+        def on_end(self, span: ReadableSpan) -> None:
+            with self.lock:
+                if len(self.spans) < MAX_HELD_SPANS:
+                    self.spans.append(span)
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            with self.lock:
+                spans, self.spans = self.spans, []
+            return not spans or exporter.export(spans) is SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            exporter.shutdown()
+
+    return HeldSpans()
 
 
 def provider() -> TracerProvider | None:

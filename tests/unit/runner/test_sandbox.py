@@ -14,6 +14,8 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -276,6 +278,25 @@ def test_required_without_landlock_runs_nothing(
     assert code == SANDBOX_EXIT_CODE
     assert seen == {}
     assert "the command was not run" in stderr and "no Landlock" in stderr
+    assert not (job.files / "x").exists()
+
+
+def test_a_second_thread_in_the_commands_process_runs_nothing(
+    job: JobFolders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Landlock and no_new_privs bind the calling thread alone: with another thread in
+    the process (a library's at-fork hook, say), the command does not run, even when
+    the sandbox is only best effort."""
+
+    def start_a_thread(limits: object) -> None:  # runs in the forked child, just before
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+
+    monkeypatch.setattr(runner.child, "_apply_limits", start_a_thread)
+    policy = SandboxPolicy(mode=SandboxMode.BEST_EFFORT)
+    code, seen, stderr = run_trying(job, [["write", str(job.files / "x")]], monkeypatch, policy)
+    assert code == SANDBOX_EXIT_CODE
+    assert seen == {}
+    assert "the command was not run" in stderr and "has 2 threads" in stderr
     assert not (job.files / "x").exists()
 
 

@@ -149,3 +149,59 @@ print(round(time.monotonic() - started, 1))
     assert float(done.stdout) <= tracing.FLUSH_TIMEOUT_MS / 1000 + 0.5
     assert time.monotonic() - started < 6  # the interpreter's exit does not wait either
     assert "spans not exported within 2000 ms are dropped" in done.stderr
+
+
+@pytest.mark.parametrize(("held", "threads"), [(True, 1), (False, 2)])
+def test_a_runners_forked_command_has_no_export_thread_beside_it(held: bool, threads: int) -> None:
+    """Landlock and no_new_privs bind one thread: the runner's tracing must not start
+    one in the command's fork (the SDK's batch processor does so after every fork)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    code = f"""
+import os
+from runner import tracing
+from runner.sandbox import thread_count
+assert tracing.start("unit", held={held})
+with tracing.span("runner.job"):
+    pass
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(write, str(thread_count()).encode())  # as the command's process counts them
+    os._exit(0)
+os.waitpid(pid, 0)
+print(os.read(read, 16).decode())
+"""
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{closed}"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == threads
+
+
+def test_held_spans_leave_at_stop() -> None:
+    exporter = InMemorySpanExporter()
+    assert tracing.start("unit", exporter=exporter, held=True)
+    try:
+        with tracing.span("runner.job"), tracing.span("job.command"):
+            pass
+        assert exporter.get_finished_spans() == ()
+    finally:
+        tracing.stop()
+    assert [s.name for s in exporter.get_finished_spans()] == ["job.command", "runner.job"]
+
+
+def test_a_bad_exporter_setting_costs_the_traces_not_the_job() -> None:
+    """A runner whose OTEL_* values cannot be used still runs its job (its exit code is
+    the job's), saying why there are no traces."""
+    code = """
+import runner.__main__ as runner
+runner.load_spec = lambda path: type("Spec", (), {"job_id": "j1"})()
+runner._run = lambda spec: 7  # the job, as far as this test goes
+runner.main()
+"""
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+           "OTEL_ATTRIBUTE_COUNT_LIMIT": "many", "ZYRA_LOG_FORMAT": "text"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 7, done.stderr
+    assert "traces are off: could not start them" in done.stderr
