@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.sampling import Sampler
 
 API_SERVICE = "zyra-orchestrator-api"
-# Probes and scrapes: a trace each, several a minute, saying nothing.
-EXCLUDED_URLS = "/healthz,/readyz,/metrics"
+# Probes and scrapes: a trace each, several a minute, saying nothing. Patterns are
+# searched in the URL (scheme://host/path): anchored at both ends of the path, so that
+# no other path (`/ui/static/metrics`) goes untraced.
+EXCLUDED_URLS = ",".join(f"^[a-z]+://[^/]*/{path}$" for path in ("healthz", "readyz", "metrics"))
 URL_ATTRIBUTES = ("http.url", "http.target", "url.full", "url.query")
 
 
@@ -102,7 +104,6 @@ def stop() -> None:
 
 def _no_orphan_client_spans() -> Sampler:
     from opentelemetry.sdk.trace.sampling import (
-        ALWAYS_OFF,
         ALWAYS_ON,
         Decision,
         ParentBased,
@@ -128,4 +129,8 @@ def _no_orphan_client_spans() -> Sampler:
         def get_description(self) -> str:
             return "RootsButClientCalls"
 
-    return ParentBased(root=RootsButClientCalls(), remote_parent_not_sampled=ALWAYS_OFF)
+    # A caller's `traceparent` may join its request to the caller's trace, but its
+    # "not sampled" flag decides nothing here: else a caller could keep its requests,
+    # jobs and runners out of every trace.
+    roots = RootsButClientCalls()
+    return ParentBased(root=roots, remote_parent_not_sampled=roots)

@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -243,6 +244,27 @@ def test_a_sync_run_is_one_trace_with_its_command(
         assert ancestry(span, in_trace)[-1] == root, name
     assert not named(spans, "job.command", RUNNER, trace_id)  # no runner for a sync run
     assert not [s for s in spans if "healthz" in s.name or "readyz" in s.name]
+
+
+def test_a_caller_can_join_its_trace_but_not_hide_from_tracing(
+    traced_api: ApiServer, receiver: Receiver, inputs: Path
+) -> None:
+    """A caller's `traceparent` makes its request part of the caller's trace, but its
+    "not sampled" flag is not obeyed: the run is traced all the same. Nor does a path
+    that merely contains a probe's name go untraced."""
+    caller_trace = uuid.uuid4().hex  # the receiver keeps every run's spans
+    with traced_api.client() as client:
+        response = client.post("/cli/run", json={
+            "stage": "visualize", "command": "heatmap", "mode": "sync",
+            "args": {"input": str(inputs / "field.npy"), "output": "heat.png", **MAP},
+        }, headers={"traceparent": f"00-{caller_trace}-eee19b7ec3c1b174-00"})  # fmt: skip
+        assert response.status_code == 200, response.text
+        assert client.get("/ui/static/metrics").status_code == 404
+    wanted = [("POST /cli/run", API), ("job.command", API), ("job.finalise", API)]
+    spans = receiver.wait_for(lambda spans: has(spans, caller_trace, wanted))
+    [request] = named(spans, "POST /cli/run", API, caller_trace)
+    assert request.parent_id == "eee19b7ec3c1b174"
+    receiver.wait_for(lambda spans: bool(named(spans, "GET /ui/static/{name:path}", API)))
 
 
 def test_gunicorn_workers_export_after_their_fork(
