@@ -55,7 +55,13 @@ class KubernetesBackend:
         self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         logs = (
-            PodLogRelay(self.core, settings.namespace, events, settings.log_fallback_after_s)
+            PodLogRelay(
+                self.core,
+                settings.namespace,
+                events,
+                settings.log_fallback_after_s,
+                json_log=settings.plain_env.get("ZYRA_LOG_FORMAT") == "json",
+            )
             if events is not None
             else None
         )

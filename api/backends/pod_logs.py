@@ -1,44 +1,70 @@
 """Relays a runner's pod log into its job's event log when the runner publishes nothing
 itself (it cannot reach Redis), so that clients watching the job still see its output
-live. The final record does not depend on it: finalisation reads the pod log again."""
+live. In a JSON log (ZYRA_LOG_FORMAT=json) only the command's echoed output is relayed,
+as text. Its events are the job's output: when the runner ends, the relay is drained
+before the job is finalised, so that every line is in before the terminal event and
+none comes after it."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from kubernetes import client
 
 from runner.events import EventLog
 from runner.lifecycle import JobStatus
+from runner.log_format import plain_output
 
 log = logging.getLogger("zyra.kubernetes")
+# How long the end of a runner waits for its relay to take the rest of the pod log (the
+# kubelet ends the stream once the container has exited).
+DRAIN_TIMEOUT_S = 5.0
 
 
 class PodLogRelay:
     def __init__(
-        self, core: client.CoreV1Api, namespace: str, events: EventLog, after_s: float
+        self,
+        core: client.CoreV1Api,
+        namespace: str,
+        events: EventLog,
+        after_s: float,
+        json_log: bool = False,
     ) -> None:
+        """`json_log`: runners write JSON lines (ZYRA_LOG_FORMAT=json)."""
         self.core, self.namespace, self.events = core, namespace, events
         self.after_s = after_s  # how long a runner may stay silent
-        self._following: set[str] = set()  # job ids; touched by the pod watcher alone
+        self.json_log = json_log
+        # Job id → its relay's stop flag and thread; touched by the pod watcher alone.
+        self._following: dict[str, tuple[threading.Event, threading.Thread]] = {}
 
     def follow_if_silent(self, job_id: str, pod_name: str) -> None:
         """Once per running runner: relay its pod log if it is still silent after a while."""
         if job_id in self._following:
             return
-        self._following.add(job_id)
-        threading.Thread(target=self.relay, args=(job_id, pod_name), daemon=True).start()
+        stop = threading.Event()
+        thread = threading.Thread(target=self.relay, args=(job_id, pod_name, stop), daemon=True)
+        self._following[job_id] = (stop, thread)
+        thread.start()
 
-    def ended(self, job_id: str) -> None:
-        """Its runner ended: the relay stops with the pod's log."""
-        self._following.discard(job_id)
+    def ended(self, job_id: str, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        """Its runner ended: the relay takes the rest of the log (within the timeout),
+        then appends nothing more."""
+        following = self._following.pop(job_id, None)
+        if following is None:
+            return
+        stop, thread = following
+        thread.join(drain_timeout_s)
+        stop.set()
+        if thread.is_alive():
+            log.warning("job %s: pod log relay not drained in %.0f s", job_id, drain_timeout_s)
 
-    def relay(self, job_id: str, pod_name: str) -> None:
+    def relay(self, job_id: str, pod_name: str, stop: threading.Event | None = None) -> None:
         """Wait `after_s`; then, unless the runner has published, put each line of its
-        pod log into the job's event log as it grows, until the pod goes."""
-        time.sleep(self.after_s)
+        pod log into the job's event log as it grows, until the pod goes or `stop`."""
+        stop = stop or threading.Event()
+        if stop.wait(self.after_s):
+            return
         # The runner's first event says it is running; if it is there, the runner
         # reaches Redis and publishes for itself.
         if any(e.status is JobStatus.RUNNING for e in self.events.read(job_id, 0, limit=100)):
@@ -50,6 +76,11 @@ class PodLogRelay:
                 _preload_content=False,
             )  # fmt: skip
             for line in stream:  # urllib3 yields the log line by line as it grows
-                self.events.append(job_id, stdout=line.decode("utf-8", "replace"))
+                text = line.decode("utf-8", "replace")
+                text = plain_output(text) if self.json_log else text
+                if stop.is_set():
+                    break
+                if text:
+                    self.events.append(job_id, stdout=text)
         except Exception as exc:  # the pod went away: the final record takes over
             log.warning("job %s: pod log relay ended: %s", job_id, exc)

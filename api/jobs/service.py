@@ -572,7 +572,8 @@ class JobService:
         update: dict[str, Any] = {}
         if not record.stdout and not record.stderr:
             logs = self.backend.runner_logs(record.job_id)
-            logs = plain_output(logs) if logs else logs  # a JSON log's echoed lines, as text
+            if logs and self.settings.log_format == "json":  # the runners' format too
+                logs = plain_output(logs)  # the echoed lines, as text
             if logs:
                 update["stdout"] = logs[: self.settings.max_log_bytes]
                 update["stdout_truncated"] = len(logs) > self.settings.max_log_bytes

@@ -3,6 +3,9 @@ relayed into the job's event log."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 from api.backends.pod_logs import PodLogRelay
 from runner.events import SqliteEventLog
 from runner.lifecycle import JobStatus
+from runner.log_format import json_line, output_lines
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 POD = f"zyra-{JOB_ID}-x7k2p"
@@ -47,3 +51,71 @@ def test_a_runner_that_publishes_for_itself_is_not_relayed(tmp_path: Path) -> No
     PodLogRelay(core, "zyra", events, after_s=0).relay(JOB_ID, POD)  # type: ignore[arg-type]
     assert core.read == []
     assert [e.stdout for e in events.read(JOB_ID)] == [None]
+
+
+def test_a_json_log_is_relayed_as_the_commands_output_alone(tmp_path: Path) -> None:
+    """Runners with ZYRA_LOG_FORMAT=json echo the command's lines as JSON objects: the
+    job's watchers get the lines, not the objects, nor the runner's own INFO lines."""
+    events = SqliteEventLog(tmp_path / "events.sqlite3")
+    lines = [
+        json_line("zyra.runner", "runner started") + "\n",
+        output_lines("stdout", "INFO: reading field.npy\n"),
+        json_line("zyra.runner", "could not store the result", level=logging.WARNING) + "\n",
+        output_lines("stderr", "done\n"),
+    ]
+    core = Core([line.encode() for line in lines])
+    relay = PodLogRelay(core, "zyra", events, after_s=0, json_log=True)  # type: ignore[arg-type]
+    relay.relay(JOB_ID, POD)
+    assert [e.stdout for e in events.read(JOB_ID)] == [
+        "INFO: reading field.npy\n",
+        "[runner] could not store the result\n",
+        "done\n",
+    ]
+
+
+class SlowCore(Core):
+    """A pod log whose last lines come after the container has exited."""
+
+    def __init__(self, lines: list[bytes], released: threading.Event) -> None:
+        super().__init__(lines)
+        self.released = released
+
+    def read_namespaced_pod_log(self, name: str, namespace: str, **kw: Any) -> Iterator[bytes]:
+        def lines() -> Iterator[bytes]:
+            yield self.lines[0]
+            self.released.wait(10)
+            time.sleep(0.2)  # the rest arrives while the runner's end is being handled
+            yield from self.lines[1:]
+
+        return lines()
+
+
+def test_the_end_of_a_runner_waits_for_its_relayed_lines(tmp_path: Path) -> None:
+    """Every relayed line is in before the job is finalised (whose terminal event is
+    the last), and the relay appends nothing once the end was handled."""
+    events = SqliteEventLog(tmp_path / "events.sqlite3")
+    released = threading.Event()
+    core = SlowCore([b"first\n", b"second\n", b"last\n"], released)
+    relay = PodLogRelay(core, "zyra", events, after_s=0)  # type: ignore[arg-type]
+    relay.follow_if_silent(JOB_ID, POD)
+    deadline = time.monotonic() + 10
+    while not events.read(JOB_ID) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    released.set()
+    relay.ended(JOB_ID)  # the pod watcher, before it finalises the job
+    assert [e.stdout for e in events.read(JOB_ID)] == ["first\n", "second\n", "last\n"]
+
+
+def test_a_relay_that_does_not_drain_appends_nothing_after_the_end(tmp_path: Path) -> None:
+    events = SqliteEventLog(tmp_path / "events.sqlite3")
+    released = threading.Event()
+    core = SlowCore([b"first\n", b"late\n"], released)
+    relay = PodLogRelay(core, "zyra", events, after_s=0)  # type: ignore[arg-type]
+    relay.follow_if_silent(JOB_ID, POD)
+    deadline = time.monotonic() + 10
+    while not events.read(JOB_ID) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    relay.ended(JOB_ID, drain_timeout_s=0.05)  # the stream is still held up
+    released.set()
+    time.sleep(0.5)
+    assert [e.stdout for e in events.read(JOB_ID)] == ["first\n"]

@@ -24,6 +24,7 @@ from runner.catalog import CommandCatalog, CommandSpec
 from runner.events import SqliteEventLog
 from runner.execute import CommandExecutor, Zygote
 from runner.lifecycle import ExitReason, JobStatus
+from runner.log_format import json_line, output_lines
 from runner.spec import JobSpec
 from runner.storage import LocalStorage
 
@@ -42,6 +43,7 @@ class RecordingBackend:
         self.launched: list[RunnerJob] = []
         self.cancelled: list[RunnerJob] = []
         self.reconciled: list[RunnerJob] = []
+        self.log: str | None = None  # the runner's own log (a pod's)
 
     def launch(self, job: RunnerJob, spec: JobSpec) -> None:
         self.launched.append(job)
@@ -56,7 +58,7 @@ class RecordingBackend:
     def release(self, job_id: str) -> None: ...
 
     def runner_logs(self, job_id: str) -> str | None:
-        return None
+        return self.log
 
     def forget(self, job_ids: Sequence[str]) -> None: ...
 
@@ -65,7 +67,11 @@ class RecordingBackend:
 
 @pytest.fixture
 def service(tmp_path: Path) -> JobService:
-    settings = Settings(data_dir=tmp_path / "data", max_running_jobs_per_principal=1)
+    return build_service(tmp_path)
+
+
+def build_service(tmp_path: Path, **overrides: Any) -> JobService:
+    settings = Settings(data_dir=tmp_path / "data", max_running_jobs_per_principal=1, **overrides)
     store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     return JobService(
         settings,
@@ -148,3 +154,26 @@ def test_the_terminal_event_stored_is_the_one_a_stream_builds_from_the_record(
     assert final is not None
     *_, stored = service.events.read(record.job_id, 0)
     assert stored == last_word(final, stored.seq)
+
+
+@pytest.mark.parametrize(
+    ("log_format", "log", "stdout"),
+    [
+        # Text: the log is the command's output, JSON-looking lines and all.
+        ("text", '{"logger": "app", "message": "hi"}\n', '{"logger": "app", "message": "hi"}\n'),
+        # JSON: the runner's echo of the output, without its own lines.
+        ("json", json_line("zyra.runner", "runner started") + "\n"
+         + output_lines("stdout", '{"logger": "app", "message": "hi"}\n'),
+         '{"logger": "app", "message": "hi"}\n'),
+    ],
+)  # fmt: skip
+def test_a_runner_that_reached_no_event_log_has_its_output_read_in_its_log_format(
+    tmp_path: Path, log_format: str, log: str, stdout: str
+) -> None:
+    service = build_service(tmp_path, log_format=log_format)
+    record = service.submit(heatmap(), ALICE, None)
+    backend_of(service).log = log
+    service.on_runner_exit(record.job_id, RunnerExit(0, ExitReason.COMPLETED))
+    final = service.store.get(record.job_id)
+    assert final is not None and final.status is JobStatus.SUCCEEDED
+    assert final.stdout == stdout
