@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass, field
 
 from kubernetes import client
 
@@ -20,6 +21,13 @@ log = logging.getLogger("zyra.kubernetes")
 # How long the end of a runner waits for its relay to take the rest of the pod log (the
 # kubelet ends the stream once the container has exited).
 DRAIN_TIMEOUT_S = 5.0
+
+
+@dataclass
+class _Relay:
+    stop: threading.Event = field(default_factory=threading.Event)
+    relaying: threading.Event = field(default_factory=threading.Event)  # past the wait
+    thread: threading.Thread | None = None
 
 
 class PodLogRelay:
@@ -35,39 +43,43 @@ class PodLogRelay:
         self.core, self.namespace, self.events = core, namespace, events
         self.after_s = after_s  # how long a runner may stay silent
         self.json_log = json_log
-        # Job id → its relay's stop flag and thread; touched by the pod watcher alone.
-        self._following: dict[str, tuple[threading.Event, threading.Thread]] = {}
+        self._following: dict[str, _Relay] = {}  # by job id; touched by the pod watcher alone
 
     def follow_if_silent(self, job_id: str, pod_name: str) -> None:
         """Once per running runner: relay its pod log if it is still silent after a while."""
         if job_id in self._following:
             return
-        stop = threading.Event()
-        thread = threading.Thread(target=self.relay, args=(job_id, pod_name, stop), daemon=True)
-        self._following[job_id] = (stop, thread)
-        thread.start()
+        relay = _Relay()
+        relay.thread = threading.Thread(target=self.relay, args=(job_id, pod_name, relay),
+                                        daemon=True)  # fmt: skip
+        self._following[job_id] = relay
+        relay.thread.start()
 
     def ended(self, job_id: str, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
-        """Its runner ended: the relay takes the rest of the log (within the timeout),
-        then appends nothing more."""
-        following = self._following.pop(job_id, None)
-        if following is None:
+        """Its runner ended: a relay that is relaying takes the rest of the log (within
+        the timeout); then none appends anything more."""
+        relay = self._following.pop(job_id, None)
+        if relay is None:
             return
-        stop, thread = following
-        thread.join(drain_timeout_s)
-        stop.set()
-        if thread.is_alive():
-            log.warning("job %s: pod log relay not drained in %.0f s", job_id, drain_timeout_s)
+        if relay.relaying.is_set() and relay.thread is not None:
+            relay.thread.join(drain_timeout_s)
+            if relay.thread.is_alive():
+                log.warning("job %s: pod log relay not drained in %.0f s", job_id, drain_timeout_s)
+        relay.stop.set()
 
-    def relay(self, job_id: str, pod_name: str, stop: threading.Event | None = None) -> None:
+    def relay(self, job_id: str, pod_name: str, state: _Relay | None = None) -> None:
         """Wait `after_s`; then, unless the runner has published, put each line of its
-        pod log into the job's event log as it grows, until the pod goes or `stop`."""
-        stop = stop or threading.Event()
-        if stop.wait(self.after_s):
+        pod log into the job's event log as it grows, until the pod goes or it is
+        stopped."""
+        state = state or _Relay()
+        if state.stop.wait(self.after_s):
             return
         # The runner's first event says it is running; if it is there, the runner
         # reaches Redis and publishes for itself.
         if any(e.status is JobStatus.RUNNING for e in self.events.read(job_id, 0, limit=100)):
+            return
+        state.relaying.set()
+        if state.stop.is_set():  # the runner ended meanwhile: its end does not wait
             return
         log.warning("job %s: runner publishes no events; relaying its pod log", job_id)
         try:
@@ -78,7 +90,7 @@ class PodLogRelay:
             for line in stream:  # urllib3 yields the log line by line as it grows
                 text = line.decode("utf-8", "replace")
                 text = plain_output(text) if self.json_log else text
-                if stop.is_set():
+                if state.stop.is_set():
                     break
                 if text:
                     self.events.append(job_id, stdout=text)

@@ -119,3 +119,19 @@ def test_a_relay_that_does_not_drain_appends_nothing_after_the_end(tmp_path: Pat
     released.set()
     time.sleep(0.5)
     assert [e.stdout for e in events.read(JOB_ID)] == ["first\n"]
+
+
+def test_a_runner_that_ends_before_the_relay_would_start_is_not_waited_for(
+    tmp_path: Path,
+) -> None:
+    """Most runners publish for themselves: their end is handled at once, and their pod
+    log is never read."""
+    events = SqliteEventLog(tmp_path / "events.sqlite3")
+    core = Core([b"INFO: heatmap.png\n"])
+    relay = PodLogRelay(core, "zyra", events, after_s=30)  # type: ignore[arg-type]
+    relay.follow_if_silent(JOB_ID, POD)
+    started = time.monotonic()
+    relay.ended(JOB_ID)
+    assert time.monotonic() - started < 1
+    time.sleep(0.2)
+    assert core.read == []
