@@ -125,8 +125,8 @@ JOB_CREATE_DURATION = Histogram(
 SANDBOX_LEVEL = Gauge(
     "zyra_sandbox_level",
     "Confinement of commands in force: 2 full, 1 partial, 0 none (labels: ZYRA_SANDBOX "
-    "mode and level).",
-    ["mode", "level"],
+    "as sandbox_mode, and level).",
+    ["sandbox_mode", "level"],
     multiprocess_mode="livemin",
     registry=REGISTRY,
 )
@@ -206,4 +206,5 @@ def timing_job_create() -> Iterator[None]:
 def observe_sandbox(report: SandboxReport) -> None:
     level = lv.bounded(report.level, lv.SANDBOX_LEVELS)
     value = lv.SANDBOX_LEVELS.index(level) if level != lv.OTHER else 0
-    SANDBOX_LEVEL.labels(mode=lv.bounded(report.mode, lv.SANDBOX_MODES), level=level).set(value)
+    sandbox_mode = lv.bounded(report.mode, lv.SANDBOX_MODES)
+    SANDBOX_LEVEL.labels(sandbox_mode=sandbox_mode, level=level).set(value)

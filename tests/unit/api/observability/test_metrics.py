@@ -46,6 +46,7 @@ VOCABULARY: dict[str, tuple[str, ...] | None] = {
     "cause": lv.WATCH_CAUSES,
     "kind": lv.STREAM_KINDS,
     "level": lv.SANDBOX_LEVELS,
+    "sandbox_mode": lv.SANDBOX_MODES,  # not `mode`: that label is a job's (sync, async)
     "backend": lv.BACKENDS,
     "le": None,  # histogram buckets: fixed by the code
 }
@@ -189,11 +190,13 @@ def test_rate_limit_refusals_count_principal_classes_never_names() -> None:
     assert len(series) == len(lv.PRINCIPAL_CLASSES) * len(lv.LIMITS)
 
 
-def test_sandbox_level_is_a_number_with_mode_and_level() -> None:
+def test_sandbox_level_is_a_number_with_sandbox_mode_and_level() -> None:
     report = SandboxReport(mode=SandboxMode.BEST_EFFORT, level="partial", landlock_abi=0,
                            filesystem=False, scoped=False, identity="uid 0")  # fmt: skip
     metrics.observe_sandbox(report)
-    assert value(render(None), "zyra_sandbox_level", mode="best-effort", level="partial") == 1
+    assert (
+        value(render(None), "zyra_sandbox_level", sandbox_mode="best-effort", level="partial") == 1
+    )
 
 
 def test_job_create_outcome_follows_the_api_servers_answer() -> None:
