@@ -31,7 +31,7 @@ from api.limits.dispatcher import FairShareDispatcher
 from api.limits.fair_share import FairShareQueue
 from api.limits.sync_slots import SyncRunSlots
 from api.observability.job_metrics import JobMetrics
-from api.observability.log_context import bind_job, handles_job
+from api.observability.log_context import bind_job, handles_job, job_context
 from api.request_errors import FieldProblem, InvalidRequestError, UnknownJobError
 from api.resources import RunResources
 from api.security.principals import Principal
@@ -430,17 +430,17 @@ class JobService:
     ) -> JobRecord:
         """Record the job, then hand it to the backend; returns at once."""
         record = self._new_record(prepared, RunMode.ASYNC, principal, callback, metadata)
-        bind_job(record.job_id)  # this thread's context: anyio copies it for each call
-        self.store.save(record)
-        self.metrics.submitted(record)
-        try:
-            self._announce(record.job_id)
-            spec = self._spec(record, prepared)
-            self.fair_share.submit(record.owner, record.job_id, spec)  # now, or in its turn
-        except BaseException as exc:  # the client gets an error: no job may wait for ever
-            with contextlib.suppress(DependencyUnavailableError):
-                self._settle_abandoned(record.job_id, exc)
-            raise
+        with job_context(record.job_id):  # for this call only (the caller binds its own)
+            self.store.save(record)
+            self.metrics.submitted(record)
+            try:
+                self._announce(record.job_id)
+                spec = self._spec(record, prepared)
+                self.fair_share.submit(record.owner, record.job_id, spec)  # now, or in turn
+            except BaseException as exc:  # the client gets an error: no job may wait forever
+                with contextlib.suppress(DependencyUnavailableError):
+                    self._settle_abandoned(record.job_id, exc)
+                raise
         return record
 
     @handles_job()

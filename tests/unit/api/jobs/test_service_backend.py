@@ -24,7 +24,7 @@ from runner.catalog import CommandCatalog, CommandSpec
 from runner.events import SqliteEventLog
 from runner.execute import CommandExecutor, Zygote
 from runner.lifecycle import ExitReason, JobStatus
-from runner.log_format import json_line, output_lines
+from runner.log_format import context_fields, json_line, output_lines
 from runner.spec import JobSpec
 from runner.storage import LocalStorage
 
@@ -177,3 +177,10 @@ def test_a_runner_that_reached_no_event_log_has_its_output_read_in_its_log_forma
     final = service.store.get(record.job_id)
     assert final is not None and final.status is JobStatus.SUCCEEDED
     assert final.stdout == stdout
+
+
+def test_a_submit_names_its_job_on_log_lines_for_the_call_only(service: JobService) -> None:
+    """The request that submitted binds the job for its own lines; a thread that calls
+    `submit` (a test, a worker reused later) keeps no job of a call that has ended."""
+    service.submit(heatmap(), ALICE, None)
+    assert "job_id" not in context_fields()
