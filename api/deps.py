@@ -25,23 +25,25 @@ _api_key_scheme = ApiKeyScheme()
 _bearer_scheme = BearerScheme()
 
 
-def get_job_service(request: Request) -> JobService:
+# The getters are `async`: FastAPI runs a plain `def` dependency in its thread pool, a
+# hand-over to another thread and back for an attribute lookup.
+async def get_job_service(request: Request) -> JobService:
     return request.app.state.job_service
 
 
-def get_downloads(request: Request) -> Downloads:
+async def get_downloads(request: Request) -> Downloads:
     return request.app.state.downloads
 
 
-def get_uploads(request: Request) -> UploadService:
+async def get_uploads(request: Request) -> UploadService:
     return request.app.state.uploads
 
 
-def get_catalog(request: Request) -> CommandCatalog:
+async def get_catalog(request: Request) -> CommandCatalog:
     return request.app.state.catalog
 
 
-def get_streams(conn: HTTPConnection) -> JobStreams:
+async def get_streams(conn: HTTPConnection) -> JobStreams:
     return conn.app.state.streams
 
 

@@ -90,9 +90,13 @@ class JobWatch:
 
     def notify_threadsafe(self, job_ids: Collection[str] | None = None) -> None:
         """From any thread; None: every job followed (the log is unreachable: each reader
-        finds out for itself)."""
+        finds out for itself). Jobs nobody follows wake nothing: most of a sync run's
+        events would each wake the loop for no reader. A reader that comes meanwhile
+        is in `followed` before its first read, which sees what was stored before."""
         loop = self._loop
         if loop is None or loop.is_closed():
+            return
+        if job_ids is not None and self.followed.isdisjoint(job_ids):
             return
         wake = self.notify_all if job_ids is None else lambda: self.notify(job_ids)
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits

@@ -105,6 +105,22 @@ def test_the_apis_own_appends_wake_readers_at_once(tmp_path: Path) -> None:
     run(scenario)
 
 
+def test_appends_of_a_job_nobody_follows_wake_nothing(tmp_path: Path) -> None:
+    """A sync run's events mostly have no reader: they do not each wake the loop."""
+
+    async def scenario(watch: JobWatch) -> None:
+        log = NotifyingEventLog(SqliteEventLog(tmp_path / "events.sqlite3"), watch)
+        with watch.following("a", 0) as reader:
+            await asyncio.to_thread(log.append, "b", stdout="nobody reads this\n")
+            assert not await woken(reader, 0.1)
+            assert watch.tick == 0  # no notification ran on the loop
+            await asyncio.to_thread(log.append, "a", stdout="read\n")
+            assert await woken(reader, 0.5)
+            assert watch.tick == 1
+
+    run(scenario)
+
+
 def test_notifying_a_loop_that_has_closed_does_nothing() -> None:
     watch = JobWatch()
     loop = asyncio.new_event_loop()
