@@ -23,8 +23,10 @@ def make_private_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> str
     base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     folder = tempfile.mkdtemp(prefix="zyra-metrics-", dir=base)
     env[MULTIPROC_ENV] = folder
-    if (values := sys.modules.get("prometheus_client.values")) is not None:
-        values.ValueClass = values.get_value_class()  # imported already: files from now on
+    # This process's own environment: if prometheus_client is imported already, its
+    # values go to files from now on (it reads os.environ; another `env` is not ours).
+    if env is os.environ and (values := sys.modules.get("prometheus_client.values")):
+        values.ValueClass = values.get_value_class()
     return folder
 
 

@@ -52,3 +52,23 @@ def test_only_its_own_folder_is_removed_at_exit(
     multiprocess.remove_dir()
     assert not ours.exists()
     assert os.environ[multiprocess.MULTIPROC_ENV] == str(ours)
+
+
+def test_a_folder_made_for_another_environment_leaves_this_process_values_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the process's own environment switches its metrics to files: a later metric
+    of this process still counts in memory (it failed with no folder before)."""
+    from prometheus_client import values
+
+    before = values.ValueClass
+    monkeypatch.setenv(multiprocess.MULTIPROC_ENV, str(tmp_path))  # as a master has it
+    folder = Path(multiprocess.make_private_dir({}))
+    folder.rmdir()
+    assert values.ValueClass is before
+    monkeypatch.delenv(multiprocess.MULTIPROC_ENV)
+    from prometheus_client import CollectorRegistry, Counter
+
+    Counter("zyra_unit_total", "a later metric", ["kind"], registry=CollectorRegistry()).labels(
+        kind="x"
+    ).inc()
