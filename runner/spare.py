@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from runner.child import EXIT_CODE, ChildRequest, become_command, die_with_parent
+from runner.lean_template import prefault_heap
 from runner.sandbox import SandboxReport
 from runner.zygote_requests import REQUEST_FDS, read_request
 
@@ -44,15 +45,18 @@ class Spare:
     sock: socket.socket
 
     @classmethod
-    def fork(cls, sandbox: SandboxReport, close_in_child: Callable[[], None]) -> Spare:
+    def fork(
+        cls, sandbox: SandboxReport, close_in_child: Callable[[], None], prefault: bool = False
+    ) -> Spare:
         """Fork a spare; `close_in_child` drops what the template holds that a command
-        must not (clients, the listener, other commands' sockets)."""
+        must not (clients, the listener, other commands' sockets). `prefault`: it maps
+        malloc's heap while it waits (runner/lean_template.py)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             ours.close()
             close_in_child()
-            _wait_and_run(theirs, sandbox)
+            _wait_and_run(theirs, sandbox, prefault)
         theirs.close()
         return cls(pid, ours)
 
@@ -81,11 +85,13 @@ class Spare:
             os.kill(self.pid, signal.SIGKILL)
 
 
-def _wait_and_run(sock: socket.socket, sandbox: SandboxReport) -> NoReturn:
+def _wait_and_run(sock: socket.socket, sandbox: SandboxReport, prefault: bool) -> NoReturn:
     try:
         die_with_parent()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
+        if prefault:
+            prefault_heap()
         message, fds, _, _ = socket.recv_fds(sock, 64, REQUEST_FDS)
         if message != RUN or len(fds) != REQUEST_FDS:
             os._exit(0)  # the template went away (or retires us) before giving work

@@ -59,7 +59,7 @@ from typing import Any
 
 from runner import zyra_parsers
 from runner.child import ChildRequest
-from runner.lean_template import collapse_heap, single_threaded_blas
+from runner.lean_template import collapse_heap, keep_freed_memory, single_threaded_blas
 from runner.reaper import become_subreaper, kill_strays
 from runner.sandbox import (
     SandboxMode,
@@ -339,7 +339,7 @@ class TemplateServer:
         request_fd = request_file(request.model_dump_json().encode())
         try:
             for attempt in range(2):
-                process, self.spare = self.spare or self._fork_spare(), None
+                process, self.spare = self.spare or self._fork_spare(ahead=False), None
                 try:
                     process.hand(stdout_fd, stderr_fd, request_fd)
                     return process
@@ -351,10 +351,13 @@ class TemplateServer:
             os.close(request_fd)
         raise AssertionError("unreachable")
 
-    def _fork_spare(self) -> Spare:
+    def _fork_spare(self, ahead: bool = True) -> Spare:
+        """`ahead`: forked before its request, it may use the wait to map some heap,
+        which costs it CPU: only while a core is free of our commands."""
         sys.stdout.flush()
         sys.stderr.flush()
-        return Spare.fork(self.sandbox, self._close_in_child)
+        idle_core = len(self.commands) < (os.cpu_count() or 1)
+        return Spare.fork(self.sandbox, self._close_in_child, prefault=ahead and idle_core)
 
     def _close_in_child(self) -> None:
         """In a new child: nothing of the template's connections comes along."""
@@ -466,6 +469,7 @@ def _hello(sandbox: SandboxReport, modules: tuple[str, ...] = PRELOAD_MODULES) -
     # collection in a child does not write to (and so copy) the template's pages.
     gc.collect()
     gc.freeze()
+    keep_freed_memory()
     collapse_heap()
     return {"ready": True, "preload_failed": failed, "sandbox": sandbox.model_dump()}
 

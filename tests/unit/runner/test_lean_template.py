@@ -59,3 +59,51 @@ print(json.dumps([collapsed, huge * 1024]))
         assert collapsed >= 2 << 20 and huge >= collapsed
     else:
         assert collapsed == 0  # refused, and nothing else happens
+
+
+MALLOC_FAULTS = """
+import ctypes, json, resource
+from runner.lean_template import keep_freed_memory, prefault_heap
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+MB = 1 << 20
+
+def faults_touching(*sizes):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    blocks = [libc.malloc(size) for size in sizes]
+    for block, size in zip(blocks, sizes):
+        ctypes.memset(block, 1, size)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for block in blocks:
+        libc.free(block)
+    return after - before
+
+{setup}
+faults_touching(4 * MB)  # a block a command once had
+print(json.dumps(faults_touching(2 * MB, 2 * MB)))  # ... and what the next needs
+"""
+PAGES_OF_4_MB = 1024
+
+
+def test_freed_blocks_stay_mapped_for_the_next_allocations() -> None:
+    """glibc's default gives a freed 4 MiB block back: the next 4 MiB fault anew.
+    With the template's thresholds they come from memory already mapped."""
+    default = python(MALLOC_FAULTS.format(setup=""))
+    kept = python(MALLOC_FAULTS.format(setup="assert keep_freed_memory()"))
+    assert isinstance(default, int) and isinstance(kept, int)
+    assert default >= PAGES_OF_4_MB * 0.9
+    assert kept < PAGES_OF_4_MB * 0.1
+
+
+def test_a_prefaulted_heap_serves_a_commands_first_allocations_mapped() -> None:
+    code = MALLOC_FAULTS.replace(
+        "faults_touching(4 * MB)  # a block a command once had\n", ""
+    ).format(setup="assert keep_freed_memory() and prefault_heap()")
+    plain = MALLOC_FAULTS.replace(
+        "faults_touching(4 * MB)  # a block a command once had\n", ""
+    ).format(setup="assert keep_freed_memory()")
+    prefaulted, cold = python(code), python(plain)
+    assert isinstance(prefaulted, int) and isinstance(cold, int)
+    assert cold >= PAGES_OF_4_MB * 0.9
+    assert prefaulted < PAGES_OF_4_MB * 0.1
