@@ -25,7 +25,9 @@ Zyra's stack (runner/zygote.py). Both measured by bench/sync_cpu.py.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
+from pathlib import Path
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 MADV_COLLAPSE = 25
@@ -34,6 +36,7 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 MMAP_THRESHOLD = 32 << 20  # glibc's ceiling for its dynamic threshold (64-bit)
 TRIM_THRESHOLD = 2 * MMAP_THRESHOLD  # as glibc sets it when it raises the threshold
 PREFAULT_BYTES = 8 << 20
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max …"
 
 
 def single_threaded_blas() -> None:
@@ -112,3 +115,16 @@ def prefault_heap(size: int = PREFAULT_BYTES) -> bool:
     ctypes.memset(block, 0, size)
     libc.free(block)
     return True
+
+
+def usable_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The CPUs this process may keep busy: its affinity, within its cgroup's CPU quota
+    (a container's CPU limit, which `os.cpu_count()` does not show)."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus

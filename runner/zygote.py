@@ -59,7 +59,12 @@ from typing import Any
 
 from runner import zyra_parsers
 from runner.child import ChildRequest
-from runner.lean_template import collapse_heap, keep_freed_memory, single_threaded_blas
+from runner.lean_template import (
+    collapse_heap,
+    keep_freed_memory,
+    single_threaded_blas,
+    usable_cpus,
+)
 from runner.reaper import become_subreaper, kill_strays
 from runner.sandbox import (
     SandboxMode,
@@ -179,6 +184,7 @@ class TemplateServer:
         self.clients: list[socket.socket] = []
         self.commands: dict[int, Command] = {}
         self.spare: Spare | None = None  # the next command's process, forked ahead
+        self.cpus = usable_cpus()
         self.stopping = False
         self.wake_r, self.wake_w = os.pipe()
         for fd in (self.wake_r, self.wake_w):
@@ -356,7 +362,7 @@ class TemplateServer:
         which costs it CPU: only while a core is free of our commands."""
         sys.stdout.flush()
         sys.stderr.flush()
-        idle_core = len(self.commands) < (os.cpu_count() or 1)
+        idle_core = len(self.commands) < self.cpus
         return Spare.fork(self.sandbox, self._close_in_child, prefault=ahead and idle_core)
 
     def _close_in_child(self) -> None:

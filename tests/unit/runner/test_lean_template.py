@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from runner.lean_template import usable_cpus
+
 REPO = Path(__file__).resolve().parents[3]
 
 OPENBLAS_THREADS = """
@@ -107,3 +111,18 @@ def test_a_prefaulted_heap_serves_a_commands_first_allocations_mapped() -> None:
     assert isinstance(prefaulted, int) and isinstance(cold, int)
     assert cold >= PAGES_OF_4_MB * 0.9
     assert prefaulted < PAGES_OF_4_MB * 0.1
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "limit"),
+    [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1), (None, None)],
+)
+def test_usable_cpus_are_the_affinity_within_the_cgroups_quota(
+    tmp_path: Path, cpu_max: str | None, limit: int | None
+) -> None:
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max)
+    affinity = len(os.sched_getaffinity(0))
+    expected = affinity if limit is None else min(affinity, limit)
+    assert usable_cpus(path) == expected
