@@ -63,6 +63,9 @@ class JobWatch:
         waiters.add(waiter)
         if len(waiters) == 1:
             self.followed = frozenset(self._waiters)
+            # Appends while nobody followed it were not notified: no read begun before
+            # now may be shared with this reader (api/streams/shared_reads.py).
+            self.tick += 1
             for callback in self._on_new_job:
                 callback()
         if self.closed:

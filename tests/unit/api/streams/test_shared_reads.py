@@ -75,3 +75,33 @@ def test_a_read_begun_before_a_streams_news_is_not_shared_with_it() -> None:
         assert calls == [0, 1]
 
     asyncio.run(scenario())
+
+
+def test_a_jobs_first_reader_does_not_share_a_read_begun_before_it_came() -> None:
+    """Appends of a job nobody follows are not notified: a reader that comes after one
+    must not take the answer of a read a reader gone since began before that append."""
+
+    async def scenario() -> None:
+        watch = JobWatch()
+        watch.bind(asyncio.get_running_loop())
+        reads = SharedReads(watch, anyio.CapacityLimiter(4))
+        release, calls = threading.Event(), []
+
+        def slow_read(job_id: str, after: int) -> list[int]:
+            calls.append(watch.tick)
+            which = len(calls)
+            release.wait(5)
+            return [which]
+
+        with watch.following("j", 0):
+            gone = asyncio.create_task(reads.read(watch.tick, slow_read, "j", 0))
+            await asyncio.sleep(0.1)
+        watch.notify_threadsafe(["j"])  # an append while nobody follows: no notification
+        with watch.following("j", 0):
+            came = asyncio.create_task(reads.read(watch.tick, slow_read, "j", 0))
+            await asyncio.sleep(0.1)
+            release.set()
+            assert await gone == [1]
+            assert await came == [2]  # a read of its own
+
+    asyncio.run(scenario())
