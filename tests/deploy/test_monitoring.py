@@ -22,7 +22,7 @@ from jsonschema import Draft7Validator
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.chart import CHART, VALUE_SETS, Rendered, render
-from tests.e2e.conftest import API_KEY, start_api, stop_api
+from tests.e2e.conftest import API_KEY, start_api, stop_api, unreachable_kubeconfig
 from tests.services import RedisServer, S3Server, tool_binary
 
 HERE = Path(__file__).parent
@@ -273,13 +273,7 @@ def served_names(
     kubeconfig names a port nothing listens on: the pod watcher retries, a Job create
     fails) after one sync run and one async submission."""
     tmp = tmp_path_factory.mktemp("metrics-names")
-    kubeconfig = tmp / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: none\n"
-        'clusters: [{name: none, cluster: {server: "http://127.0.0.1:9"}}]\n'
-        "contexts: [{name: none, context: {cluster: none, user: none}}]\n"
-        "users: [{name: none, user: {token: none}}]\n"
-    )
+    kubeconfig = unreachable_kubeconfig(tmp / "kubeconfig")
     token = "names-" + "x" * 30
     server = start_api(tmp, inputs, ZYRA_BACKEND="kubernetes",
                        ZYRA_REDIS_URL=redis_server.url[:-1] + "12",

@@ -73,6 +73,18 @@ def start_api(tmp: Path, inputs: Path, *, checkout: Path | None = None, **env: s
     raise RuntimeError(f"API not ready in time:\n{log_path.read_text()}")
 
 
+def unreachable_kubeconfig(path: Path) -> Path:
+    """A kubeconfig at `path` naming a port nothing listens on: an API with the
+    Kubernetes backend and no cluster (its watcher retries, a Job create fails)."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: none\n"
+        'clusters: [{name: none, cluster: {server: "http://127.0.0.1:9"}}]\n'
+        "contexts: [{name: none, context: {cluster: none, user: none}}]\n"
+        "users: [{name: none, user: {token: none}}]\n"
+    )
+    return path
+
+
 def stop_api(server: ApiServer) -> None:
     server.process.terminate()
     try:

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,13 @@ class GunicornServer:
     def workers(self) -> list[int]:
         """The master's child processes: its workers."""
         return children_of(self.process.pid)
+
+    def wait_for_workers(self, count: int, timeout: float = 120) -> None:
+        """Until `count` workers have each started the app (readiness needs only one)."""
+        deadline = time.monotonic() + timeout
+        while self.stderr.count("Application startup complete") < count:
+            assert time.monotonic() < deadline, self.stderr
+            time.sleep(0.2)
 
     def stop(self, timeout: float = 60) -> None:
         if self.process.poll() is None:

@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.deploy.dockerfiles import DOCKERFILE_API, REPO, Dockerfile
+from tests.e2e.conftest import unreachable_kubeconfig
 from tests.e2e.gunicorn_server import (
     GunicornServer,
     base_env,
@@ -165,13 +166,7 @@ def test_kubernetes_backend_runs_the_workers_asked_for(
 ) -> None:
     """Several workers with the Redis job store. No cluster: the kubeconfig names a port
     nothing listens on, so each worker's Job watcher retries in the background."""
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: none\n"
-        'clusters: [{name: none, cluster: {server: "http://127.0.0.1:9"}}]\n'
-        "contexts: [{name: none, context: {cluster: none, user: none}}]\n"
-        "users: [{name: none, user: {token: none}}]\n"
-    )
+    kubeconfig = unreachable_kubeconfig(tmp_path / "kubeconfig")
     env = env_for(
         tmp_path,
         ZYRA_BACKEND="kubernetes",
@@ -182,10 +177,7 @@ def test_kubernetes_backend_runs_the_workers_asked_for(
     )
     server = start_gunicorn(CMD, env, tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while server.stderr.count("Application startup complete") < 3:
-            assert time.monotonic() < deadline, server.stderr
-            time.sleep(0.2)
+        server.wait_for_workers(3)
         assert len(server.workers()) == 3
         assert "ZYRA_BACKEND=kubernetes: 3 worker(s)" in server.stderr
         assert "ignored" not in server.stderr

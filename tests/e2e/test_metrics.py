@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.dockerfiles import DOCKERFILE_API, Dockerfile
-from tests.e2e.conftest import API_KEY, ApiServer, start_api, stop_api
+from tests.e2e.conftest import API_KEY, ApiServer, start_api, stop_api, unreachable_kubeconfig
 from tests.e2e.gunicorn_server import base_env, start_gunicorn
 from tests.e2e.jobs_client import submit, wait_finished, wait_status
 from tests.services import RedisServer, S3Server
@@ -287,13 +286,7 @@ def test_under_gunicorn_the_workers_counts_add_up(
     """Two workers (the Kubernetes backend, its Redis store; the kubeconfig names a port
     nothing listens on, so each worker's pod watcher keeps retrying): sync runs over fresh
     connections land on both, and /metrics, whichever worker answers, counts them all."""
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: none\n"
-        'clusters: [{name: none, cluster: {server: "http://127.0.0.1:9"}}]\n'
-        "contexts: [{name: none, context: {cluster: none, user: none}}]\n"
-        "users: [{name: none, user: {token: none}}]\n"
-    )
+    kubeconfig = unreachable_kubeconfig(tmp_path / "kubeconfig")
     env = base_env(
         tmp_path / "data",
         PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin",
@@ -308,10 +301,7 @@ def test_under_gunicorn_the_workers_counts_add_up(
     )
     server = start_gunicorn(GUNICORN, env, tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while server.stderr.count("Application startup complete") < 2:
-            assert time.monotonic() < deadline, server.stderr
-            time.sleep(0.2)
+        server.wait_for_workers(2)
         folder = _metrics_dir(server.stderr)
         workers = set(server.workers())
         assert len(workers) == 2

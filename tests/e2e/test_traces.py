@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -147,6 +149,16 @@ def traced_api(
     stop_api(server)
 
 
+def run_heatmap(client: httpx.Client, inputs: Path, **request: Any) -> httpx.Response:
+    """A sync heatmap of the test's field, answered 200 (`request`: httpx's options)."""
+    response = client.post("/cli/run", json={
+        "stage": "visualize", "command": "heatmap", "mode": "sync",
+        "args": {"input": str(inputs / "field.npy"), "output": "heat.png", **MAP},
+    }, **request)  # fmt: skip
+    assert response.status_code == 200, response.text
+    return response
+
+
 def by_id(spans: list[Span]) -> dict[str, Span]:
     return {s.span_id: s for s in spans}
 
@@ -222,12 +234,7 @@ def test_a_sync_run_is_one_trace_with_its_command(
     traced_api: ApiServer, receiver: Receiver, inputs: Path
 ) -> None:
     with traced_api.client() as client:
-        response = client.post("/cli/run", json={
-            "stage": "visualize", "command": "heatmap", "mode": "sync",
-            "args": {"input": str(inputs / "field.npy"), "output": "heat.png", **MAP},
-        })  # fmt: skip
-        assert response.status_code == 200, response.text
-        job_id = response.json()["job_id"]
+        job_id = run_heatmap(client, inputs).json()["job_id"]
         client.get("/healthz")
         client.get("/readyz")
     record = store_of(traced_api.env, traced_api.data_dir).get(job_id)
@@ -254,11 +261,9 @@ def test_a_caller_can_join_its_trace_but_not_hide_from_tracing(
     that merely contains a probe's name go untraced."""
     caller_trace = uuid.uuid4().hex  # the receiver keeps every run's spans
     with traced_api.client() as client:
-        response = client.post("/cli/run", json={
-            "stage": "visualize", "command": "heatmap", "mode": "sync",
-            "args": {"input": str(inputs / "field.npy"), "output": "heat.png", **MAP},
-        }, headers={"traceparent": f"00-{caller_trace}-eee19b7ec3c1b174-00"})  # fmt: skip
-        assert response.status_code == 200, response.text
+        run_heatmap(
+            client, inputs, headers={"traceparent": f"00-{caller_trace}-eee19b7ec3c1b174-00"}
+        )
         assert client.get("/ui/static/metrics").status_code == 404
     wanted = [("POST /cli/run", API), ("job.command", API), ("job.finalise", API)]
     spans = receiver.wait_for(lambda spans: has(spans, caller_trace, wanted))
@@ -279,11 +284,7 @@ def test_gunicorn_workers_export_after_their_fork(
     server = start_gunicorn(GUNICORN, env, tmp_path)
     try:
         with server.client() as client:
-            response = client.post("/cli/run", json={
-                "stage": "visualize", "command": "heatmap", "mode": "sync",
-                "args": {"input": str(inputs / "field.npy"), "output": "heat.png", **MAP},
-            })  # fmt: skip
-            assert response.status_code == 200, response.text
+            response = run_heatmap(client, inputs)
         trace_id = store_of({}, tmp_path / "data").get(response.json()["job_id"]).traceparent
         assert trace_id is not None
         wanted = [("POST /cli/run", "zyra-under-gunicorn"), ("job.command", "zyra-under-gunicorn")]

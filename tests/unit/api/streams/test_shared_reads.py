@@ -47,6 +47,22 @@ def test_two_hundred_streams_of_one_job_get_everything_from_a_few_reads(tmp_path
     run(tmp_path, scenario, max_streams=STREAMS, max_streams_per_principal=STREAMS)
 
 
+class HeldRead:
+    """A read of the log that waits until released; it answers which call it was and
+    notes the tick each call began at."""
+
+    def __init__(self, watch: JobWatch) -> None:
+        self.watch = watch
+        self.release = threading.Event()
+        self.calls: list[int] = []
+
+    def __call__(self, job_id: str, after: int) -> list[int]:
+        self.calls.append(self.watch.tick)
+        which = len(self.calls)
+        self.release.wait(5)
+        return [which]
+
+
 def test_a_read_begun_before_a_streams_news_is_not_shared_with_it() -> None:
     """A stream woken by an append must not take the answer of a read that began before
     the append was notified: that answer may lack it, and the stream would wait for
@@ -55,13 +71,7 @@ def test_a_read_begun_before_a_streams_news_is_not_shared_with_it() -> None:
     async def scenario() -> None:
         watch = JobWatch()
         reads = SharedReads(watch, anyio.CapacityLimiter(4))
-        release, calls = threading.Event(), []
-
-        def slow_read(job_id: str, after: int) -> list[int]:
-            calls.append(watch.tick)
-            which = len(calls)
-            release.wait(5)
-            return [which]
+        slow_read = HeldRead(watch)
 
         early = asyncio.create_task(reads.read(watch.tick, slow_read, "j", 0))
         joined = asyncio.create_task(reads.read(watch.tick, slow_read, "j", 0))
@@ -69,10 +79,10 @@ def test_a_read_begun_before_a_streams_news_is_not_shared_with_it() -> None:
         watch.notify(["j"])  # an append: what a stream woken now must see
         late = asyncio.create_task(reads.read(watch.tick, slow_read, "j", 0))
         await asyncio.sleep(0.1)
-        release.set()
+        slow_read.release.set()
         assert await early == await joined == [1]  # one read for both
         assert await late == [2]  # a read of its own, begun after the news
-        assert calls == [0, 1]
+        assert slow_read.calls == [0, 1]
 
     asyncio.run(scenario())
 
@@ -85,13 +95,7 @@ def test_a_jobs_first_reader_does_not_share_a_read_begun_before_it_came() -> Non
         watch = JobWatch()
         watch.bind(asyncio.get_running_loop())
         reads = SharedReads(watch, anyio.CapacityLimiter(4))
-        release, calls = threading.Event(), []
-
-        def slow_read(job_id: str, after: int) -> list[int]:
-            calls.append(watch.tick)
-            which = len(calls)
-            release.wait(5)
-            return [which]
+        slow_read = HeldRead(watch)
 
         with watch.following("j", 0):
             gone = asyncio.create_task(reads.read(watch.tick, slow_read, "j", 0))
@@ -100,7 +104,7 @@ def test_a_jobs_first_reader_does_not_share_a_read_begun_before_it_came() -> Non
         with watch.following("j", 0):
             came = asyncio.create_task(reads.read(watch.tick, slow_read, "j", 0))
             await asyncio.sleep(0.1)
-            release.set()
+            slow_read.release.set()
             assert await gone == [1]
             assert await came == [2]  # a read of its own
 
