@@ -173,6 +173,7 @@ class Zygote:
         self._env = env
         self._policy = sandbox
         self.sandbox: SandboxReport | None = None  # what the template process found
+        self.hello: dict[str, Any] = {}  # all it said when ready (runner/zygote.py)
         self._start_timeout_s = start_timeout_s
         self._socket_path = socket_path
         self._lock = threading.Lock()
@@ -265,6 +266,7 @@ class Zygote:
     def _adopt(self, sock: socket.socket, hello: dict[str, Any]) -> socket.socket:
         """Use a connection that said ready (the lock is held)."""
         self.sandbox = SandboxReport.model_validate(hello["sandbox"])
+        self.hello = hello
         sock.settimeout(None)
         self._sock, self._down = sock, None
         threading.Thread(target=self._read_replies, args=(sock,), daemon=True).start()

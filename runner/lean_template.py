@@ -20,6 +20,8 @@ Zyra's stack (runner/zygote.py). Both measured by bench/sync_cpu.py.
   then finds the memory it allocates first already mapped (~2,500 fewer faults, ~10 %
   of a heatmap's time). Only while the machine has an idle core (runner/zygote.py
   decides): under full load those 5 ms would be taken from running commands.
+- The same spare copies the pages of the template's memory that commands write to
+  (runner/written_pages.py), so that they do not fault for copies one by one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import ctypes
 import math
 import os
 from pathlib import Path
+
+from runner.written_pages import libc_madvise, private_memory
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 MADV_COLLAPSE = 25
@@ -49,29 +53,20 @@ def _heap_ranges() -> list[tuple[int, int]]:
     """The private anonymous read-write mappings (Python's arenas, malloc's heap),
     trimmed to whole huge pages."""
     ranges = []
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            fields = line.split()
-            anonymous = len(fields) < 6 or fields[5] == "[heap]"
-            if not (anonymous and fields[1].startswith("rw") and fields[1].endswith("p")):
-                continue
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            start = -(-start // HUGE_PAGE) * HUGE_PAGE
-            end = end // HUGE_PAGE * HUGE_PAGE
-            if end > start:
-                ranges.append((start, end))
+    for start, end in private_memory():
+        start = -(-start // HUGE_PAGE) * HUGE_PAGE
+        end = end // HUGE_PAGE * HUGE_PAGE
+        if end > start:
+            ranges.append((start, end))
     return ranges
 
 
 def collapse_heap() -> int:
     """Collapse the heap into huge pages; the bytes collapsed (0 where the kernel
     cannot: older than 6.1, or transparent huge pages off)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        madvise = libc.madvise
-    except (OSError, AttributeError):
+    madvise = libc_madvise()
+    if madvise is None:
         return 0
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     collapsed = 0
     for start, end in _heap_ranges():
         if madvise(start, end - start, MADV_COLLAPSE) == 0:

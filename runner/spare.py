@@ -30,6 +30,7 @@ from typing import NoReturn
 from runner.child import EXIT_CODE, ChildRequest, become_command, die_with_parent
 from runner.lean_template import prefault_heap
 from runner.sandbox import SandboxReport
+from runner.written_pages import WrittenPages
 from runner.zygote_requests import REQUEST_FDS, read_request
 
 RUN = b"run"
@@ -46,17 +47,22 @@ class Spare:
 
     @classmethod
     def fork(
-        cls, sandbox: SandboxReport, close_in_child: Callable[[], None], prefault: bool = False
+        cls,
+        sandbox: SandboxReport,
+        close_in_child: Callable[[], None],
+        prefault: bool = False,
+        written: WrittenPages | None = None,
     ) -> Spare:
         """Fork a spare; `close_in_child` drops what the template holds that a command
         must not (clients, the listener, other commands' sockets). `prefault`: it maps
-        malloc's heap while it waits (runner/lean_template.py)."""
+        malloc's heap while it waits (runner/lean_template.py), and copies the
+        `written` pages (runner/written_pages.py)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             ours.close()
             close_in_child()
-            _wait_and_run(theirs, sandbox, prefault)
+            _wait_and_run(theirs, sandbox, prefault, written)
         theirs.close()
         return cls(pid, ours)
 
@@ -85,13 +91,17 @@ class Spare:
             os.kill(self.pid, signal.SIGKILL)
 
 
-def _wait_and_run(sock: socket.socket, sandbox: SandboxReport, prefault: bool) -> NoReturn:
+def _wait_and_run(
+    sock: socket.socket, sandbox: SandboxReport, prefault: bool, written: WrittenPages | None
+) -> NoReturn:
     try:
         die_with_parent()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         if prefault:
             prefault_heap()
+            if written is not None:
+                written.copy_ahead()
         message, fds, _, _ = socket.recv_fds(sock, 64, REQUEST_FDS)
         if message != RUN or len(fds) != REQUEST_FDS:
             os._exit(0)  # the template went away (or retires us) before giving work

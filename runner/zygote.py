@@ -79,6 +79,7 @@ from runner.sandbox import (
 from runner.spare import Spare
 from runner.warm_runner import become_runner
 from runner.warm_up import warm_up
+from runner.written_pages import WrittenPages, learn
 from runner.zygote_requests import REQUEST_FDS, read_request, request_file
 
 # Modules worth having in memory before the fork: Zyra's CLI wiring for every
@@ -173,11 +174,13 @@ class TemplateServer:
         floor: SandboxMode,
         hello: dict[str, Any],
         runners: bool = False,
+        written: WrittenPages | None = None,
     ) -> None:
         """`runners`: clients may ask for runners (runner/warm_runner.py). Only the API's
         own template process, whose one client is the API, allows it: a runner is not
-        confined."""
+        confined. `written`: what a spare forked ahead copies (runner/written_pages.py)."""
         self.sandbox, self.floor, self.hello = sandbox, floor, hello
+        self.written = written
         self.runners = runners
         self.listener: socket.socket | None = None
         self.listener_inode: int | None = None
@@ -363,7 +366,9 @@ class TemplateServer:
         sys.stdout.flush()
         sys.stderr.flush()
         idle_core = len(self.commands) < self.cpus
-        return Spare.fork(self.sandbox, self._close_in_child, prefault=ahead and idle_core)
+        return Spare.fork(
+            self.sandbox, self._close_in_child, prefault=ahead and idle_core, written=self.written
+        )
 
     def _close_in_child(self) -> None:
         """In a new child: nothing of the template's connections comes along."""
@@ -469,7 +474,10 @@ def _prepare(policy: SandboxPolicy) -> tuple[SandboxReport, SandboxUnavailableEr
     return sandbox, None
 
 
-def _hello(sandbox: SandboxReport, modules: tuple[str, ...] = PRELOAD_MODULES) -> dict[str, Any]:
+def _hello(
+    sandbox: SandboxReport, modules: tuple[str, ...] = PRELOAD_MODULES
+) -> tuple[dict[str, Any], WrittenPages]:
+    """Load and warm up; the hello for clients, and the pages commands write to."""
     failed = preload(modules) + zyra_parsers.prebuild() + warm_up()
     # What is here now is shared with every child: out of the collector's sight, a
     # collection in a child does not write to (and so copy) the template's pages.
@@ -477,7 +485,14 @@ def _hello(sandbox: SandboxReport, modules: tuple[str, ...] = PRELOAD_MODULES) -
     gc.freeze()
     keep_freed_memory()
     collapse_heap()
-    return {"ready": True, "preload_failed": failed, "sandbox": sandbox.model_dump()}
+    try:
+        written = learn(warm_up)  # after the last change to this process's memory
+    except OSError as exc:  # it only costs speed
+        failed.append(f"written pages: {exc}")
+        written = WrittenPages()
+    hello = {"ready": True, "preload_failed": failed, "written_pages": written.pages,
+             "sandbox": sandbox.model_dump()}  # fmt: skip
+    return hello, written
 
 
 def serve(sock: socket.socket, policy: SandboxPolicy) -> None:
@@ -487,8 +502,8 @@ def serve(sock: socket.socket, policy: SandboxPolicy) -> None:
         _send(sock, {"ready": False, "error": str(refused), "sandbox": sandbox.model_dump()})
         return
     keep_for_forks(policy, sandbox)  # the runners it forks probe no more
-    hello = _hello(sandbox, PRELOAD_MODULES + RUNNER_MODULES)
-    server = TemplateServer(sandbox, policy.mode, hello, runners=True)
+    hello, written = _hello(sandbox, PRELOAD_MODULES + RUNNER_MODULES)
+    server = TemplateServer(sandbox, policy.mode, hello, runners=True, written=written)
     server.add_client(sock)
     server.run()
 
@@ -505,7 +520,8 @@ def serve_socket(path: Path) -> int:
         return 1
     for problem in sandbox.problems:
         _log(f"sandbox ({policy.mode.value}): {problem}")
-    server = TemplateServer(sandbox, policy.mode, _hello(sandbox))
+    hello, written = _hello(sandbox)
+    server = TemplateServer(sandbox, policy.mode, hello, written=written)
     server.listen(path)
     _log(f"listening on {path} as uid {os.getuid()}; commands run as {sandbox.identity}, "
          f"sandbox {sandbox.level}")  # fmt: skip

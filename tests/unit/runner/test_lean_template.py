@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runner.lean_template import usable_cpus
+from tests.kernel import kernel_at_least
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -57,9 +58,8 @@ huge = next(int(l.split()[1]) for l in open("/proc/self/smaps_rollup")
 print(json.dumps([collapsed, huge * 1024]))
 """
     collapsed, huge = python(code)  # type: ignore[misc]
-    release = tuple(int(p) for p in os.uname().release.split(".")[:2])
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if release >= (6, 1) and thp.exists() and "[never]" not in thp.read_text():
+    if kernel_at_least(6, 1) and thp.exists() and "[never]" not in thp.read_text():
         assert collapsed >= 2 << 20 and huge >= collapsed
     else:
         assert collapsed == 0  # refused, and nothing else happens

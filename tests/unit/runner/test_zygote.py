@@ -19,9 +19,11 @@ from runner.execute import CommandExecutor, ExecutorUnavailableError, Zygote
 from runner.sandbox import SandboxMode, SandboxPolicy
 from runner.warm_runner import RunnerRequest
 from runner.workspace import JobFolders
+from runner.written_pages import PAGE
 from runner.zygote import _is_ours
 from runner.zygote_requests import REQUEST_FDS, read_request, request_file, send_request
 from tests.e2e.sync_executor import SyncExecutor, children, command_pids
+from tests.kernel import kernel_at_least
 
 # More than one SOCK_SEQPACKET packet holds (the send buffer, about 208 KiB).
 LONG_OPTION = "--no-such-option-" + "y" * 300_000
@@ -265,3 +267,24 @@ def _memory_holds(pid: int, needle: bytes) -> bool:
             except OSError:  # a guard page or a mapping that went meanwhile
                 continue
     return False
+
+
+def _private_dirty(pid: int) -> int:
+    """Bytes of memory `pid` has of its own (written since its fork, or new)."""
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    return 1024 * sum(int(line.split()[1]) for line in rollup if line.startswith("Private_"))
+
+
+def test_a_spare_copies_ahead_the_pages_commands_write_to(
+    zygote: Zygote, request: pytest.FixtureRequest
+) -> None:
+    """Learned from the template's warm-ups; the spare waits with them as its own, so its
+    command does not fault for each (runner/written_pages.py)."""
+    learned = zygote.hello["written_pages"]
+    assert learned > 1000  # a heatmap alone writes to ~3,600
+    if not kernel_at_least(5, 14):
+        return  # no MADV_POPULATE_WRITE: the spare cannot copy them (nothing else changes)
+    template = _template_pid(zygote, request)
+    [spare] = _wait_for(lambda: _spares(template))
+    # Its own: the 8 MiB of heap it maps, and the copies (no command runs: a core is idle).
+    assert _wait_for(lambda: _private_dirty(spare) >= learned * PAGE * 0.9, timeout_s=20)
