@@ -152,7 +152,7 @@ def make_non_dumpable() -> None:
 
 
 def _contains(outer: str, inner: str) -> bool:
-    outer, inner = os.path.realpath(outer), os.path.realpath(inner)
+    """Whether real path `outer` holds real path `inner` (or is it)."""
     return inner == outer or inner.startswith(outer.rstrip("/") + "/")
 
 
@@ -171,11 +171,14 @@ def software_paths() -> list[str]:
 def read_paths(policy: SandboxPolicy) -> tuple[list[str], list[str], list[str]]:
     """(read-execute paths, read-only paths, problems): nothing that holds a private path."""
     problems: list[str] = []
+    # Each resolved once: this runs in every command's process, before it is confined.
+    private = {p: os.path.realpath(p) for p in policy.private_paths}
 
     def safe(paths: Iterable[str]) -> list[str]:
         kept = []
         for path in paths:
-            hidden = [p for p in policy.private_paths if _contains(path, p)]
+            real = os.path.realpath(path)
+            hidden = [p for p, real_p in private.items() if _contains(real, real_p)]
             if hidden:
                 problems.append(f"{path} is not readable by commands: it holds {hidden[0]}")
             elif os.path.exists(path):

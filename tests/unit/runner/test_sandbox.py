@@ -31,6 +31,7 @@ from runner.sandbox import (
     SandboxPolicy,
     SandboxReport,
     probe,
+    read_paths,
 )
 from runner.workspace import JobFolders
 
@@ -305,6 +306,25 @@ def test_a_read_path_holding_a_service_folder_is_not_granted(tmp_path: Path) -> 
     data.mkdir()
     report = probe(SandboxPolicy(read_paths=[str(tmp_path)], private_paths=[str(data)]))
     assert any(str(tmp_path) in p and str(data) in p for p in report.problems)
+
+
+def test_read_paths_are_compared_with_private_ones_as_the_kernel_resolves_them(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "service" / "data").mkdir(parents=True)
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "service")  # holds data, by another name
+    (tmp_path / "data-link").symlink_to(tmp_path / "service" / "data")
+    (tmp_path / "service-data").mkdir()  # a name that starts like it, not inside it
+    asked = [str(tmp_path / n) for n in ("alias", "inputs", "service-data", "service/data")]
+    _, readable, problems = read_paths(
+        SandboxPolicy(read_paths=asked, private_paths=[str(tmp_path / "data-link")])
+    )
+    assert [p for p in readable if p.startswith(str(tmp_path))] == asked[1:3]
+    assert sorted(problems) == sorted(
+        f"{tmp_path / n} is not readable by commands: it holds {tmp_path / 'data-link'}"
+        for n in ("alias", "service/data")
+    )
 
 
 def test_a_runner_forked_from_a_template_confines_as_the_template_found(
