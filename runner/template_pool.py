@@ -9,7 +9,10 @@ Each holds its own copy of Zyra's stack (a few hundred MB).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from runner.child import ChildRequest
@@ -33,6 +36,10 @@ class TemplatePool:
         if not templates:
             raise ValueError("a pool needs at least one template process")
         self.templates = templates
+        # Requests being handed over, by template: `busy` counts one only once its
+        # template has it, so two requests at once would both see the same one idle.
+        self._handing = [0] * len(templates)
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         """Start them side by side (each warms up for seconds); raises the first failure."""
@@ -47,20 +54,32 @@ class TemplatePool:
     def unavailable(self) -> str | None:
         return next((why for t in self.templates if (why := t.unavailable())), None)
 
-    def _least_busy(self) -> Zygote:
-        return min(self.templates, key=lambda t: t.busy)
+    @contextlib.contextmanager
+    def _least_busy(self) -> Iterator[Zygote]:
+        """The template with the fewest in hand, counting those being handed over."""
+        with self._lock:
+            i = min(range(len(self.templates)),
+                    key=lambda k: self.templates[k].busy + self._handing[k])  # fmt: skip
+            self._handing[i] += 1
+        try:
+            yield self.templates[i]
+        finally:
+            with self._lock:
+                self._handing[i] -= 1
 
     def spawn(
         self, request: ChildRequest, stdout_fd: int, stderr_fd: int
     ) -> tuple[int, Future[int]]:
-        return self._least_busy().spawn(request, stdout_fd, stderr_fd)
+        with self._least_busy() as template:
+            return template.spawn(request, stdout_fd, stderr_fd)
 
     @property
     def starts_runners(self) -> bool:
         return all(t.starts_runners for t in self.templates)
 
     def spawn_runner(self, request: RunnerRequest, log_fd: int) -> tuple[int, Future[int]]:
-        return self._least_busy().spawn_runner(request, log_fd)
+        with self._least_busy() as template:
+            return template.spawn_runner(request, log_fd)
 
     def kill(self, pid: int, sig: int) -> None:
         for template in self.templates:  # only the one that forked `pid` acts on it

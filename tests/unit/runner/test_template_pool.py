@@ -87,3 +87,28 @@ def test_the_default_is_one_template_per_eight_cpus(monkeypatch: pytest.MonkeyPa
     for cpus, size in ((1, 1), (2, 1), (8, 1), (16, 2), (64, 8)):
         monkeypatch.setattr(os, "cpu_count", lambda cpus=cpus: cpus)
         assert default_size() == size
+
+
+def test_requests_at_the_same_moment_go_to_different_templates() -> None:
+    """Each is counted from the moment its template is chosen, not once it has it."""
+    chosen: list[int] = []
+    both_choosing = threading.Barrier(2)
+
+    class Slow:
+        """A template that takes its time to register a request, as a busy one does."""
+
+        def __init__(self, n: int) -> None:
+            self.n, self.busy = n, 0
+
+        def spawn(self, *_: object) -> tuple[int, Future[int]]:
+            chosen.append(self.n)
+            both_choosing.wait(5)  # the other request is choosing meanwhile
+            return self.n, Future()
+
+    templates = TemplatePool([Slow(0), Slow(1)])  # type: ignore[list-item]
+    threads = [threading.Thread(target=templates.spawn, args=(None, 1, 2)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(chosen) == [0, 1]
