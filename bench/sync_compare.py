@@ -39,14 +39,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.tables import Table, ms
-from bench.zyra_api import EXTRAS, start_zyra_api, stop_zyra_api
+from bench.warm_command import WarmCommand
+from bench.zyra_api import EXTRAS, clean_env, ensure_venv, start_zyra_api, stop_zyra_api
 from runner.samples import write_grib2
 from tests.e2e.conftest import API_KEY, ApiServer, start_api, stop_api
 from tests.e2e.sync_executor import SyncExecutor
 
 LEVELS = (1, 4, 8, 16)
 QUICK_LEVELS = (1, 8)  # the levels of the goals
-SERVICE, ZYRA_API, CLI = "this service", "Zyra's API", "fresh zyra"
+SERVICE, ZYRA_API, CLI, WARM = "this service", "Zyra's API", "fresh zyra", "command alone"
 GOAL_P50_RATIO, GOAL_RUNS_RATIO, GOAL_RUNS_CLIENTS = 0.8, 1.2, 8
 
 
@@ -151,17 +152,20 @@ class Contenders:
             base_url=service.url, headers={"X-API-Key": API_KEY}, timeout=300, limits=FRESH
         )
         self.jobs: dict[Path, str] = {}  # where a service output goes → its job id
+        self.durations: list[float] = []  # its runs' own duration_s, this level
         self.deaths: list[str] = []  # how Zyra's API died, one entry a death
         self.zyra_api_server = start_zyra_api(tmp / "zyra-api-0")
         self.zyra_api = httpx.Client(base_url=self.zyra_api_server.url, timeout=300, limits=FRESH)
         self.out = tmp / "out"
-        for name in (SERVICE, ZYRA_API, CLI):
+        for name in (SERVICE, ZYRA_API, CLI, WARM):
             (self.out / name).mkdir(parents=True)
+        self.warm = WarmCommand(ensure_venv() / "bin" / "python", self.out, clean_env())
 
     def close(self) -> None:
         self.service.close()
         self.zyra_api.close()
         stop_zyra_api(self.zyra_api_server)
+        self.warm.close()
 
     def target(self, name: str, w: Workload) -> Path:
         return self.out / name / f"{next(self.n)}{w.suffix}"
@@ -173,6 +177,7 @@ class Contenders:
             return None
         if answer.get("exit_code") != 0:
             return None
+        self.durations.append(answer["duration_s"])
         target = self.target(SERVICE, w)
         self.jobs[target] = answer["job_id"]  # downloaded after the level, off the clock
         return target
@@ -190,6 +195,10 @@ class Contenders:
         zyra = Path(sys.executable).parent / "zyra"
         done = subprocess.run([str(zyra), *w.argv(target)], capture_output=True, cwd=self.out)
         return target if done.returncode == 0 else None
+
+    def run_warm(self, w: Workload) -> Path | None:
+        target = self.target(WARM, w)
+        return target if self.warm.run(w.argv(target)) == 0 and target.exists() else None
 
     def revive_zyra_api(self, w: Workload) -> None:
         """After a round: if Zyra's API died, count it and start it again, warmed."""
@@ -245,12 +254,14 @@ def identical(runs: Runs, reference: Path) -> str:
     return f"{same}/{len(runs.outputs)}"
 
 
-def measure_workload(w: Workload, c: Contenders, table: Table, quick: bool) -> None:
+def measure_workload(
+    w: Workload, c: Contenders, table: Table, one_client: Table, quick: bool
+) -> None:
     reference = c.out / f"reference{w.suffix}"
     zyra = Path(sys.executable).parent / "zyra"
     subprocess.run([str(zyra), *w.argv(reference)], check=True, capture_output=True, cwd=c.out)
     # One untimed run each first: Zyra's API imports a command's modules on first use.
-    for run in (c.run_service, c.run_zyra_api):
+    for run in (c.run_service, c.run_zyra_api, c.run_warm):
         if run(w) is None:
             raise RuntimeError(f"{w.name}: the warm-up run failed on {run.__name__}")
     c.jobs.clear()
@@ -259,13 +270,15 @@ def measure_workload(w: Workload, c: Contenders, table: Table, quick: bool) -> N
     rounds = 1 if quick else 4
     for clients in QUICK_LEVELS if quick else LEVELS:
         per_client = (2 if quick else 5) if clients == 1 else (1 if quick else max(1, 8 // clients))
-        runs = {SERVICE: Runs(), ZYRA_API: Runs(), CLI: Runs()}
+        runs = {SERVICE: Runs(), ZYRA_API: Runs(), CLI: Runs(), WARM: Runs()}
         contenders: list[tuple[str, Callable[[Workload], Path | None], int]] = [
             (SERVICE, c.run_service, per_client), (ZYRA_API, c.run_zyra_api, per_client)
         ]  # fmt: skip
         if clients == 1:
             contenders.append((CLI, c.run_cli, 1 if quick else 2))
+            contenders.append((WARM, c.run_warm, per_client))
         deaths_before = len(c.deaths)
+        c.durations.clear()
         for r in range(rounds):
             for name, run, n in contenders[:: 1 if r % 2 == 0 else -1]:
                 one_round(run, w, clients, n, runs[name])
@@ -286,6 +299,14 @@ def measure_workload(w: Workload, c: Contenders, table: Table, quick: bool) -> N
             f"{identical(ours, reference)} · {identical(theirs, reference)}", failed,
         )  # fmt: skip
         print(f"  {w.name}, {clients} clients: {table.rows[-1][2:]}", flush=True)
+        if clients == 1:
+            ours_p50, command_p50 = p50(ours), float(np.median(c.durations or [0.0]))
+            one_client.add(
+                w.name, f"{p50(theirs) * 1000:.0f}", f"{GOAL_P50_RATIO * p50(theirs) * 1000:.0f}",
+                f"{p50(runs[WARM]) * 1000:.0f}", ratio(p50(runs[WARM]), p50(theirs)),
+                f"{ours_p50 * 1000:.0f}", f"{command_p50 * 1000:.0f}",
+                f"{(ours_p50 - command_p50) * 1000:.0f}",
+            )  # fmt: skip
 
 
 def times(runs: Runs) -> str:
@@ -300,9 +321,13 @@ def ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}" if ours and theirs else "-"
 
 
-def identical_total(rows: list[list[str]], side: int) -> str:
+def column(table: Table, starts: str) -> int:
+    return next(i for i, name in enumerate(table.columns) if name.startswith(starts))
+
+
+def identical_total(table: Table, rows: list[list[str]], side: int) -> str:
     """Sums a side (0: this service, 1: Zyra's API) of the rows' "a/b · c/d" cells."""
-    pairs = [r[9].split(" · ")[side].split("/") for r in rows]
+    pairs = [r[column(table, "identical")].split(" · ")[side].split("/") for r in rows]
     same, total = (sum(int(p[i]) for p in pairs) for i in (0, 1))
     return f"{same}/{total}" + (" (all)" if same == total else "")
 
@@ -312,13 +337,14 @@ def goal_notes(table: Table) -> list[str]:
     notes = []
     for name in dict.fromkeys(row[0] for row in table.rows):
         rows = [r for r in table.rows if r[0] == name]
-        p50, levels = [r[4] for r in rows], [r[1] for r in rows]
-        at8 = next((r[7] for r in rows if r[1] == str(GOAL_RUNS_CLIENTS)), "-")
+        p50, levels = [r[column(table, "p50 ratio")] for r in rows], [r[1] for r in rows]
+        runs_ratio = column(table, "runs/s ratio")
+        at8 = next((r[runs_ratio] for r in rows if r[1] == str(GOAL_RUNS_CLIENTS)), "-")
         notes.append(
             f"{name}: p50 ratio {', '.join(p50)} at {', '.join(levels)} clients "
             f"(goal ≤ {GOAL_P50_RATIO}), runs/s ratio at {GOAL_RUNS_CLIENTS} clients {at8} "
             f"(goal ≥ {GOAL_RUNS_RATIO}); outputs identical: {SERVICE} "
-            f"{identical_total(rows, 0)}, {ZYRA_API} {identical_total(rows, 1)}"
+            f"{identical_total(table, rows, 0)}, {ZYRA_API} {identical_total(table, rows, 1)}"
         )
     return notes
 
@@ -337,6 +363,12 @@ def measure(quick: bool, sync_executor: bool = False, checkout: Path | None = No
          "fresh `zyra` p50 / p95 ms", "identical outputs (this · Zyra's API)",
          "failed runs (this · Zyra's API)"],
     )  # fmt: skip
+    one_client = Table(
+        "One client: the command alone, and what is around it (p50 ms, the same rounds)",
+        ["workload", f"{ZYRA_API}", f"goal: {GOAL_P50_RATIO} of it",
+         "the command alone, in Zyra's process", "command alone ÷ Zyra's API",
+         SERVICE, "its command's process (duration_s)", "around it: HTTP, job, files"],
+    )  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="zyra-bench-sync-"))
     try:
         workloads = make_inputs(tmp / "inputs")  # apart: an allowed prefix may not hold data
@@ -353,7 +385,7 @@ def measure(quick: bool, sync_executor: bool = False, checkout: Path | None = No
             contenders = Contenders(service, tmp)
             stack.callback(contenders.close)
             for w in workloads:
-                measure_workload(w, contenders, table, quick)
+                measure_workload(w, contenders, table, one_client, quick)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     table.notes += [
@@ -384,13 +416,28 @@ def measure(quick: bool, sync_executor: bool = False, checkout: Path | None = No
         f"{GOAL_RUNS_CLIENTS} clients ≥ {GOAL_RUNS_RATIO}, every output identical.",
         *goal_notes(table),
     ]
+    one_client.notes += [
+        "The command alone: Zyra's `cli.main` called again and again in one warm process "
+        "of Zyra's API's venv, with its defaults, in turn with the APIs' rounds at one "
+        "client (bench/warm_command.py): what Zyra's API spends on the command itself, "
+        "without HTTP or a thread hop. Where it is above the goal, Zyra's API answers in "
+        "little more than its command takes, and no service can answer within the goal "
+        "unless its command runs faster than in Zyra's own warm process.",
+        f"{SERVICE.capitalize()}: its answer's p50, and the p50 of the same runs' "
+        "`duration_s`: from handing the command to its process (forked ahead from the "
+        "template) to its exit code, confinement included. Around it: what the answer "
+        "takes beyond that (HTTP, authentication, the job record and its events, the "
+        "job's folders, keeping the outputs). Its command's process runs with one BLAS "
+        "thread where Zyra runs OpenBLAS's pool, and Zyra's API keeps every figure a "
+        "command opened.",
+    ]
     if sync_executor:
         table.notes.append(
             "Sync executor: this service's sync runs forked by a `python -m runner.zygote "
             "--listen` process of their own (the chart's sync-executor container), reached "
             "through its socket, not by the API's own template process."
         )
-    return [table]
+    return [table, one_client]
 
 
 if __name__ == "__main__":

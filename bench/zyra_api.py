@@ -97,16 +97,23 @@ class ZyraApi:
         return httpx.Client(base_url=self.url, timeout=timeout)
 
 
+def clean_env() -> dict[str, str]:
+    """An environment for Zyra's own processes: Zyra reads every `ZYRA_*` variable, and
+    this project's settings share the prefix."""
+    return {
+        **{k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ},
+        "ZYRA_SKIP_DOTENV": "1",  # no .env of the working directory's
+    }
+
+
 def start_zyra_api(folder: Path) -> ZyraApi:
     """Zyra's API on a free loopback port, its uploads, results and working directory
-    under `folder`. Its environment is a clean one: Zyra reads every `ZYRA_*` variable,
-    and this project's settings share the prefix."""
+    under `folder`, in a clean environment."""
     python = ensure_venv() / "bin" / "python"
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
-        **{k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ},
-        "ZYRA_SKIP_DOTENV": "1",  # no .env of the working directory's
+        **clean_env(),
         "PYTHONFAULTHANDLER": "1",  # a crash leaves its threads' tracebacks in the log
         "ZYRA_DATA_DIR": str(folder / "work"),  # where sync runs chdir for relative paths
         "ZYRA_UPLOAD_DIR": str(folder / "uploads"),
