@@ -474,10 +474,9 @@ def _prepare(policy: SandboxPolicy) -> tuple[SandboxReport, SandboxUnavailableEr
     return sandbox, None
 
 
-def _hello(
-    sandbox: SandboxReport, modules: tuple[str, ...] = PRELOAD_MODULES
-) -> tuple[dict[str, Any], WrittenPages]:
-    """Load and warm up; the hello for clients, and the pages commands write to."""
+def warm_template(modules: tuple[str, ...] = PRELOAD_MODULES) -> tuple[list[str], WrittenPages]:
+    """Make this process a template: load and warm up, then settle its memory for forks.
+    What failed (it only costs speed), and the pages commands write to."""
     failed = preload(modules) + zyra_parsers.prebuild() + warm_up()
     # What is here now is shared with every child: out of the collector's sight, a
     # collection in a child does not write to (and so copy) the template's pages.
@@ -490,9 +489,12 @@ def _hello(
     except OSError as exc:  # it only costs speed
         failed.append(f"written pages: {exc}")
         written = WrittenPages()
-    hello = {"ready": True, "preload_failed": failed, "written_pages": written.pages,
-             "sandbox": sandbox.model_dump()}  # fmt: skip
-    return hello, written
+    return failed, written
+
+
+def _hello(sandbox: SandboxReport, failed: list[str], written: WrittenPages) -> dict[str, Any]:
+    return {"ready": True, "preload_failed": failed, "written_pages": written.pages,
+            "sandbox": sandbox.model_dump()}  # fmt: skip
 
 
 def serve(sock: socket.socket, policy: SandboxPolicy) -> None:
@@ -502,7 +504,8 @@ def serve(sock: socket.socket, policy: SandboxPolicy) -> None:
         _send(sock, {"ready": False, "error": str(refused), "sandbox": sandbox.model_dump()})
         return
     keep_for_forks(policy, sandbox)  # the runners it forks probe no more
-    hello, written = _hello(sandbox, PRELOAD_MODULES + RUNNER_MODULES)
+    failed, written = warm_template(PRELOAD_MODULES + RUNNER_MODULES)
+    hello = _hello(sandbox, failed, written)
     server = TemplateServer(sandbox, policy.mode, hello, runners=True, written=written)
     server.add_client(sock)
     server.run()
@@ -520,8 +523,8 @@ def serve_socket(path: Path) -> int:
         return 1
     for problem in sandbox.problems:
         _log(f"sandbox ({policy.mode.value}): {problem}")
-    hello, written = _hello(sandbox)
-    server = TemplateServer(sandbox, policy.mode, hello, written=written)
+    failed, written = warm_template()
+    server = TemplateServer(sandbox, policy.mode, _hello(sandbox, failed, written), written=written)
     server.listen(path)
     _log(f"listening on {path} as uid {os.getuid()}; commands run as {sandbox.identity}, "
          f"sandbox {sandbox.level}")  # fmt: skip
