@@ -12,7 +12,6 @@ and the sandbox (runner/sandbox.py) last, right before Zyra runs.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import resource
@@ -27,6 +26,7 @@ from typing import Any, NoReturn
 from pydantic import BaseModel, Field
 
 from runner import socket_guard
+from runner.libc import prctl
 from runner.outbound import OutboundPolicy
 from runner.reaper import (
     become_subreaper,
@@ -103,8 +103,7 @@ def _apply_limits(limits: ResourceLimits) -> None:
 def die_with_parent() -> None:
     """A command never outlives the process that launched it (Linux only)."""
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def redirect_stdio(stdout_fd: int, stderr_fd: int, keep: int | None = None) -> None:

@@ -19,6 +19,8 @@ import ctypes
 import os
 from enum import IntFlag
 
+from runner.libc import libc, prctl
+
 SYS_CREATE_RULESET = 444
 SYS_ADD_RULE = 445
 SYS_RESTRICT_SELF = 446
@@ -95,24 +97,20 @@ class LandlockError(OSError):
     """The kernel refused a Landlock call."""
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def abi_version() -> int:
     """The kernel's Landlock ABI version; 0 when Landlock is absent or disabled."""
     try:
-        libc = _libc()
+        lib = libc()
     except OSError:
         return 0
-    version = libc.syscall(SYS_CREATE_RULESET, None, ctypes.c_size_t(0),
-                           ctypes.c_uint32(CREATE_RULESET_VERSION))  # fmt: skip
+    version = lib.syscall(SYS_CREATE_RULESET, None, ctypes.c_size_t(0),
+                          ctypes.c_uint32(CREATE_RULESET_VERSION))  # fmt: skip
     return max(0, int(version))
 
 
 def set_no_new_privs() -> None:
     """No exec can grant privileges again (setuid bits, file capabilities)."""
-    if _libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    if prctl(PR_SET_NO_NEW_PRIVS, 1) != 0:
         raise LandlockError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
 
 
@@ -127,7 +125,7 @@ class Ruleset:
         attr = _RulesetAttr(int(self.handled), 0, int(scopes(abi)))
         # The struct grew with the ABI; older kernels accept only their own size.
         size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else 8
-        self._libc = _libc()
+        self._libc = libc()
         fd = self._libc.syscall(SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
                                 ctypes.c_uint32(0))  # fmt: skip
         if fd < 0:

@@ -31,7 +31,8 @@ import math
 import os
 from pathlib import Path
 
-from runner.written_pages import libc_madvise, private_memory
+from runner.libc import glibc, madvise
+from runner.written_pages import private_memory
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 MADV_COLLAPSE = 25
@@ -64,29 +65,20 @@ def _heap_ranges() -> list[tuple[int, int]]:
 def collapse_heap() -> int:
     """Collapse the heap into huge pages; the bytes collapsed (0 where the kernel
     cannot: older than 6.1, or transparent huge pages off)."""
-    madvise = libc_madvise()
-    if madvise is None:
+    call = madvise()
+    if call is None:
         return 0
     collapsed = 0
     for start, end in _heap_ranges():
-        if madvise(start, end - start, MADV_COLLAPSE) == 0:
+        if call(start, end - start, MADV_COLLAPSE) == 0:
             collapsed += end - start
     return collapsed
-
-
-def _glibc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mallopt  # noqa: B018 (glibc only: musl has none)
-    except (OSError, AttributeError):
-        return None
-    return libc
 
 
 def keep_freed_memory() -> bool:
     """malloc's thresholds as a long-running process ends up with; whether they were set
     (glibc only). Call in the template: its children inherit them."""
-    libc = _glibc()
+    libc = glibc()
     if libc is None:
         return False
     return bool(
@@ -98,7 +90,7 @@ def keep_freed_memory() -> bool:
 def prefault_heap(size: int = PREFAULT_BYTES) -> bool:
     """Map `size` bytes of malloc's heap now, and keep them for the next allocations
     (needs `keep_freed_memory` first); whether it did."""
-    libc = _glibc()
+    libc = glibc()
     if libc is None or size >= MMAP_THRESHOLD:
         return False
     libc.malloc.restype = ctypes.c_void_p

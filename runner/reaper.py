@@ -10,12 +10,13 @@ as a child of the launcher that is not a running command: a stray, killed at onc
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import threading
 from collections.abc import Callable, Collection
 from pathlib import Path
+
+from runner.libc import prctl
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -36,7 +37,7 @@ def children_list_of_this_thread() -> Callable[[], list[int]]:
 
 def become_subreaper() -> None:
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def children() -> list[int]:

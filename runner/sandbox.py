@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 import runner
 from runner import landlock
 from runner.landlock import FsAccess
+from runner.libc import libc, prctl
 
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
@@ -140,15 +141,11 @@ class SandboxUnavailableError(RuntimeError):
     """`ZYRA_SANDBOX=required` and this machine cannot confine commands."""
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def make_non_dumpable() -> None:
     """No core dumps, and /proc/<pid>/environ, mem, fd… of this process are closed to
     processes of the same uid (ptrace checks them): the service's own secrets."""
     with contextlib.suppress(OSError, AttributeError):
-        _libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        prctl(PR_SET_DUMPABLE, 0)
 
 
 def _contains(outer: str, inner: str) -> bool:
@@ -288,16 +285,15 @@ def hand_over(report: SandboxReport, paths: Iterable[Path]) -> None:
 
 
 def _drop_capabilities() -> None:
-    libc = _libc()
-    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
     for cap in range(last + 1):
-        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
-    if libc.prctl(PR_SET_SECUREBITS, SECURE_NOROOT_LOCKED, 0, 0, 0) != 0:
+        prctl(PR_CAPBSET_DROP, cap)
+    if prctl(PR_SET_SECUREBITS, SECURE_NOROOT_LOCKED) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECUREBITS) failed")
     header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
-    if libc.capset(header, data) != 0:
+    if libc().capset(header, data) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
 
 

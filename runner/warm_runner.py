@@ -17,7 +17,6 @@ API restart, and the next API process watches it by pid.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import sys
@@ -28,6 +27,7 @@ from typing import NoReturn
 from pydantic import BaseModel
 
 from runner.child import exit_code_of, redirect_stdio, reset_logging
+from runner.libc import prctl
 from runner.zygote_requests import read_request
 
 PR_SET_NAME = 15
@@ -76,4 +76,4 @@ def become_runner(request_fd: int, log_fd: int) -> NoReturn:
 
 def _name_process(name: bytes) -> None:
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name, 0, 0, 0)
+        prctl(PR_SET_NAME, name)

@@ -15,7 +15,6 @@ while a core is idle: it costs the spare ~20 ms of CPU and ~25 MiB of memory of 
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import os
@@ -24,6 +23,8 @@ import struct
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+
+from runner.libc import madvise as libc_madvise
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MADV_POPULATE_WRITE = 23
@@ -136,12 +137,3 @@ def _within(runs: Iterable[Range], ranges: Iterable[Range]) -> Iterator[Range]:
             if current[1] >= end:
                 break
             current = next(pending, None)
-
-
-def libc_madvise() -> Callable[[int, int, int], int] | None:
-    """libc's madvise(addr, length, advice), errno kept; None where there is none."""
-    with contextlib.suppress(OSError, AttributeError):
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        return madvise  # type: ignore[no-any-return]
-    return None
