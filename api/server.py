@@ -322,6 +322,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keeper.stop()
             cleaner.stop()
             service.backend.close()
+            await anyio.to_thread.run_sync(service.folder_removal.close)
             await anyio.to_thread.run_sync(zygote.close)
             await anyio.to_thread.run_sync(api_tracing.stop)  # what is left is exported
 

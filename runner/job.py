@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,9 @@ class JobPlace:
     shared_folders: bool = False
     echo: bool = True  # also write the output to this process's stdout/stderr
     flush_wait_s: float = 60.0  # how long to wait at the end for an unreachable log
+    # How the job's folders go once it has ended: at once, or (the API's sync runs)
+    # after the answer (runner/folder_removal.py).
+    remove_folders: Callable[[JobFolders], None] = JobFolders.remove
 
 
 def store_result(log: EventLog, job_id: str, result: RunnerResult) -> None:
@@ -74,7 +78,7 @@ def run_job(spec: JobSpec, place: JobPlace, cancel: threading.Event | None = Non
     try:
         return _run(spec, place, folders, publisher, cancel)
     finally:
-        folders.remove()
+        place.remove_folders(folders)
 
 
 def _run(

@@ -47,6 +47,7 @@ from runner.execute import (
     CommandExecutor,
     ExecutorUnavailableError,
 )
+from runner.folder_removal import FolderRemoval
 from runner.inputs import (
     FILE_ID,
     StagedInput,
@@ -189,6 +190,8 @@ class JobService:
         # queue its async jobs wait in until it has room at the backend.
         self.principal_sync_slots = principal_sync_slots
         self.metrics = JobMetrics(catalog, settings.sync_concurrency)
+        # A sync run's folders go after its answer; close() removes those still waiting.
+        self.folder_removal = FolderRemoval()
         # Last: its runners may report from here on (a cluster's pod watcher starts at
         # once); an end reported before the dispatcher exists frees its room at the
         # dispatcher's next tick instead (`_make_room`).
@@ -381,6 +384,7 @@ class JobService:
             # its uid is not ours: the pod's group is shared
             shared_folders=self.settings.sync_executor_socket is not None,
             echo=False,
+            remove_folders=self.folder_removal.remove,
         )
         running = record.model_copy(update={"status": JobStatus.RUNNING, "started_at": utcnow()})
         self.store.save(running)

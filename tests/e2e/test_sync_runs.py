@@ -62,6 +62,21 @@ def test_heatmap_png_from_npy(client: httpx.Client, inputs: Path) -> None:
     assert Image.open(io.BytesIO(png)).size == (240, 120)
 
 
+def test_a_runs_folders_are_removed_once_it_has_answered(
+    api: ApiServer, client: httpx.Client, inputs: Path
+) -> None:
+    """Its working directory, temp dir and home hold what the caller sent and got: they
+    go right after the answer (off its path), its outputs stay downloadable."""
+    body = run(client, "visualize", "heatmap",
+               {"input": str(inputs / "field.npy"), "output": "heat.png", **MAP_FLAGS})  # fmt: skip
+    folder = api.data_dir / "work" / body["job_id"]
+    deadline = time.monotonic() + 10
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not folder.exists()
+    assert download(client, body["job_id"]).startswith(PNG_MAGIC)
+
+
 def test_grib2_to_netcdf_keeps_the_values(client: httpx.Client, inputs: Path, tmp_path) -> None:
     expected = write_grib2(tmp_path / "check.grib2")
     body = run(
