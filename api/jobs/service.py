@@ -176,6 +176,8 @@ class JobService:
         `callbacks` delivers the callbacks of jobs that ended."""
         self.callbacks = callbacks
         self.settings = settings
+        # Jobs created from here on are this process's own: reconcile leaves them alone.
+        self.started_at = utcnow()
         self.credentials = credentials  # what runners get instead of the service's keys
         self.catalog = catalog
         self.store = store
@@ -628,12 +630,13 @@ class JobService:
         return record, True
 
     def reconcile(self) -> None:
-        """At start-up: settle jobs left running by an earlier API process."""
+        """At start-up: settle jobs left running by an earlier API process. It runs while
+        this one already takes requests: the jobs it created itself are not touched."""
         try:  # first: users of jobs finished while no API watched go
             self.sync_runner_users()
         except DependencyUnavailableError as exc:  # Redis down: what follows waits too
             log.warning("runner users not synced: %s", exc)
-        active = self.store.active()
+        active = [r for r in self.store.active() if r.created_at < self.started_at]
         stale_sync = [r for r in active if r.mode is RunMode.SYNC]
         for record in stale_sync:
             # Its HTTP request died with the process that served it.

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from api.backends.base import RunnerExit, RunnerJob, RunnerReports
+from api.jobs.records import RunMode
 from api.jobs.service import JobService, PreparedRun
 from api.jobs.store import SqliteJobStore
 from api.limits.fair_share import SqliteFairShareQueue
@@ -123,12 +124,14 @@ def test_a_principals_next_job_reaches_the_backend_when_its_last_one_ends(
     assert [j.job_id for j in backend.launched] == [first.job_id, second.job_id]
 
 
-def test_cancel_and_reconcile_hand_the_backend_the_runners_handle(service: JobService) -> None:
-    backend = backend_of(service)
-    running = service.submit(heatmap(), ALICE, None)
-    waiting = service.submit(heatmap(), ALICE, None)
+def test_cancel_and_reconcile_hand_the_backend_the_runners_handle(tmp_path: Path) -> None:
+    earlier = build_service(tmp_path)  # the API process before a restart
+    running = earlier.submit(heatmap(), ALICE, None)
+    waiting = earlier.submit(heatmap(), ALICE, None)
     handle = {"kind": "test", "pid": 4242}
-    service.on_runner_started(running.job_id, handle)
+    earlier.on_runner_started(running.job_id, handle)
+    service = build_service(tmp_path)  # the same stores, a new process
+    backend = backend_of(service)
     service.reconcile()  # the waiting job is the dispatcher's, not the backend's
     assert backend.reconciled == [
         RunnerJob(running.job_id, "visualize", "heatmap", runner_handle=handle)
@@ -138,7 +141,24 @@ def test_cancel_and_reconcile_hand_the_backend_the_runners_handle(service: JobSe
         RunnerJob(running.job_id, "visualize", "heatmap", runner_handle=handle)
     ]
     assert service.store.get(running.job_id).status is JobStatus.CANCELLED  # type: ignore[union-attr]
-    assert [j.job_id for j in backend.launched] == [running.job_id, waiting.job_id]
+    assert [j.job_id for j in backend.launched] == [waiting.job_id]  # its room came free
+
+
+def test_reconcile_leaves_alone_the_jobs_this_process_took_meanwhile(tmp_path: Path) -> None:
+    """It runs in the background at start-up while requests come in: a job submitted
+    then, not yet with its runner's handle, is not lost, nor a sync run in progress."""
+    service = build_service(tmp_path)
+    backend = backend_of(service)
+    launched = service.submit(heatmap(), ALICE, None)  # no handle yet: starting
+    in_progress = service._new_record(heatmap(), RunMode.SYNC, ALICE).model_copy(
+        update={"status": JobStatus.RUNNING}
+    )
+    service.store.save(in_progress)
+    service.reconcile()
+    assert backend.reconciled == []
+    for job_id in (launched.job_id, in_progress.job_id):
+        record = service.store.get(job_id)
+        assert record is not None and record.reason is None, record
 
 
 def test_the_terminal_event_stored_is_the_one_a_stream_builds_from_the_record(
