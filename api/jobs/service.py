@@ -352,27 +352,44 @@ class JobService:
         record is settled before the error goes on (no job is left `running`)."""
         run_s = prepared.timeout_s + self.settings.kill_grace_s
         slots = self.principal_sync_slots
-        lease = await anyio.to_thread.run_sync(slots.acquire, principal.id, run_s)
+        record = self._new_record(prepared, RunMode.SYNC, principal, metadata=metadata)
+        lease = await anyio.to_thread.run_sync(self._admit_sync, record, principal, run_s)
+        bind_job(record.job_id)  # the rest of the request's lines
         try:
-            record = self._new_record(prepared, RunMode.SYNC, principal, metadata=metadata)
-            bind_job(record.job_id)  # the rest of the request's lines
-            await anyio.to_thread.run_sync(self.store.save, record)
-            self.metrics.submitted(record)
-            try:
 
-                def execute() -> JobRecord:  # once a process-wide slot is ours: it starts now
-                    slots.renew(principal.id, lease, run_s)
-                    with self.metrics.sync_slot():
-                        return self._execute(record, prepared)
+            def execute() -> JobRecord:  # once a process-wide slot is ours: it starts now
+                slots.renew(principal.id, lease, run_s)
+                with self.metrics.sync_slot():
+                    return self._execute(record, prepared)
 
-                await anyio.to_thread.run_sync(self._announce, record.job_id)
-                return await anyio.to_thread.run_sync(execute, limiter=self._sync_slots)
-            except BaseException as exc:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self._settle_abandoned, record.job_id, exc)
-                raise
+            return await anyio.to_thread.run_sync(execute, limiter=self._sync_slots)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._settle_abandoned, record.job_id, exc)
+            raise
         finally:
             await anyio.to_thread.run_sync(slots.release, principal.id, lease)
+
+    def _admit_sync(self, record: JobRecord, principal: Principal, run_s: float) -> str | None:
+        """What precedes a sync run, in one thread (each hop to one costs a wake-up):
+        `principal`'s slot (LimitExceededError without one), the record, then `queued`.
+        The lease on the slot; the slot goes back if the rest fails, and a record that
+        was saved is settled."""
+        slots = self.principal_sync_slots
+        lease = slots.acquire(principal.id, run_s)
+        try:
+            self.store.save(record)
+        except BaseException:
+            slots.release(principal.id, lease)
+            raise
+        self.metrics.submitted(record)
+        try:
+            self._announce(record.job_id)
+        except BaseException as exc:
+            self._settle_abandoned(record.job_id, exc)
+            slots.release(principal.id, lease)
+            raise
+        return lease
 
     def _announce(self, job_id: str) -> None:
         self.events.append(job_id, status=JobStatus.QUEUED, progress=progress.QUEUED)

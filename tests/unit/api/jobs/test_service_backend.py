@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from api.backends.base import RunnerExit, RunnerJob, RunnerReports
@@ -22,6 +23,7 @@ from api.server import callback_outbox
 from api.settings import Settings
 from api.streams.follow import last_word
 from runner.catalog import CommandCatalog, CommandSpec
+from runner.dependencies import DependencyUnavailableError
 from runner.events import SqliteEventLog
 from runner.execute import CommandExecutor, Zygote
 from runner.lifecycle import ExitReason, JobStatus
@@ -204,3 +206,48 @@ def test_a_submit_names_its_job_on_log_lines_for_the_call_only(service: JobServi
     `submit` (a test, a worker reused later) keeps no job of a call that has ended."""
     service.submit(heatmap(), ALICE, None)
     assert "job_id" not in context_fields()
+
+
+def _sync_run_in(service: JobService) -> BaseException:
+    """A sync run of `heatmap()` by ALICE that fails before its command: the error."""
+    with pytest.raises(DependencyUnavailableError) as raised:
+        anyio.run(service.run_sync, heatmap(), ALICE)
+    return raised.value
+
+
+def test_a_sync_run_its_record_cannot_be_saved_for_gives_its_slot_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = build_service(tmp_path, max_sync_runs_per_principal=1)
+
+    def down(_: object) -> None:
+        raise DependencyUnavailableError("Redis", ConnectionError("refused"))
+
+    monkeypatch.setattr(service.store, "save", down)
+    _sync_run_in(service)
+    monkeypatch.undo()
+    assert service.store.active() == []
+    lease = service.principal_sync_slots.acquire(ALICE.id, 60)  # not LimitExceededError
+    service.principal_sync_slots.release(ALICE.id, lease)
+
+
+def test_a_sync_run_that_cannot_be_announced_ends_lost_and_gives_its_slot_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = build_service(tmp_path, max_sync_runs_per_principal=1)
+    append = service.events.append
+    calls: list[str] = []
+
+    def down_once(job_id: str, **fields: Any) -> Any:
+        calls.append(job_id)
+        if len(calls) == 1:  # `queued`
+            raise DependencyUnavailableError("Redis", ConnectionError("refused"))
+        return append(job_id, **fields)
+
+    monkeypatch.setattr(service.events, "append", down_once)
+    _sync_run_in(service)
+    record = service.store.get(calls[0])
+    assert record is not None  # saved before `queued`, and settled
+    assert (record.status, record.reason) == (JobStatus.FAILED, ExitReason.LOST)
+    lease = service.principal_sync_slots.acquire(ALICE.id, 60)
+    service.principal_sync_slots.release(ALICE.id, lease)
