@@ -140,6 +140,7 @@ def in_a_template(runs: dict[str, int], argvs: dict[str, list[str]]) -> dict[str
     """Per workload, [first run ms, its faults, second run ms, its faults] for each spare
     (run in a process of its own, as `--template-probe`)."""
     from runner.child import run_zyra
+    from runner.fork_output import output_of_fork
     from runner.lean_template import prefault_heap
     from runner.zygote import warm_template
 
@@ -159,28 +160,18 @@ def in_a_template(runs: dict[str, int], argvs: dict[str, list[str]]) -> dict[str
     for name, argv in argvs.items():
         found[name] = []
         for n in range(runs[name]):
-            read, write = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # a spare: what runner/spare.py does while a core is idle
-                code = 1
-                try:
-                    os.close(read)
-                    os.dup2(devnull, 1)
-                    os.dup2(devnull, 2)
-                    prefault_heap()
-                    written.copy_ahead()
-                    time.sleep(0.02)  # as a spare waits for its request
-                    first, second = timed(argv, 2 * n), timed(argv, 2 * n + 1)
-                    os.write(write, json.dumps([*first, *second]).encode())
-                    code = 0
-                finally:
-                    os._exit(code)
-            os.close(write)
-            with os.fdopen(read, "rb") as answer:
-                data = answer.read()
-            _, status = os.waitpid(pid, 0)
-            if status != 0:
-                raise RuntimeError(f"a spare running {name} ended with status {status}")
+
+            def spare(argv: list[str] = argv, n: int = n) -> bytes:
+                """What runner/spare.py does while a core is idle, then the command twice."""
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+                prefault_heap()
+                written.copy_ahead()
+                time.sleep(0.02)  # as a spare waits for its request
+                first, second = timed(argv, 2 * n), timed(argv, 2 * n + 1)
+                return json.dumps([*first, *second]).encode()
+
+            data = output_of_fork(spare, f"a spare running {name}")
             found[name].append(json.loads(data))
     return found
 

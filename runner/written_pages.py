@@ -18,12 +18,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import signal
 import struct
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from runner.fork_output import output_of_fork
 from runner.libc import madvise as libc_madvise
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -80,27 +79,12 @@ def learn(work: Callable[[], object], timeout_s: float = LEARN_TIMEOUT_S) -> Wri
     now, writes to. OSError if the child did not report them (it failed, or ran out of
     time)."""
     ranges = private_memory()
-    read_fd, write_fd = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (a child: its coverage is not collected)
-        code = 1
-        try:
-            os.close(read_fd)
-            signal.alarm(max(1, int(timeout_s)))  # SIGALRM's default action ends it
-            work()
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(b"".join(_RUN.pack(*run) for run in _written(ranges)))
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as report:
-        data = report.read()
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise OSError(f"the child learning them ended with {os.waitstatus_to_exitcode(status)}")
+
+    def report() -> bytes:
+        work()
+        return b"".join(_RUN.pack(*run) for run in _written(ranges))
+
+    data = output_of_fork(report, "the child learning them", timeout_s)
     return WrittenPages(tuple(_RUN.iter_unpack(data)))
 
 
