@@ -365,8 +365,8 @@ def _throughput_bound(name: str, found: dict[str, Level]) -> str:
         f"{name}, 8 clients: this service keeps {ours.cores:.2f} of {cores} cores busy at "
         f"{ours.cpu_ms:.1f} ms of CPU a run ({ours.runs_per_s:.1f} runs/s); Zyra's API "
         f"{theirs.cores:.2f} cores at {theirs.cpu_ms:.1f} ms ({theirs.runs_per_s:.1f} "
-        f"runs/s: its commands run in threads of one Python process, which one lock "
-        f"lets run one at a time). 1.2 times its runs/s on {cores} cores leaves at most "
+        f"runs/s: its commands run in threads of one Python process, where one thread at "
+        f"a time runs Python code). 1.2 times its runs/s on {cores} cores leaves at most "
         f"{most:.1f} ms of CPU a run, all processes together, with every core busy."
     )
 

@@ -381,6 +381,22 @@ def test_runner_has_zyra_on_its_path(images: dict[str, str]) -> None:
     assert f"Zyra {ZYRA_VERSION}" in done.stdout, done.stdout + done.stderr
 
 
+def test_the_runner_image_gives_each_job_the_font_list_it_made(images: dict[str, str]) -> None:
+    """A job's command in a fresh runner pod imports matplotlib without scanning the fonts
+    (matplotlib logs "generated new fontManager" when it does)."""
+    code = (
+        "import logging, os, pathlib; logging.basicConfig(level=logging.INFO)\n"
+        "from runner.workspace import JobFolders\n"
+        "folders = JobFolders(pathlib.Path('/work/job')); folders.create()\n"
+        "os.environ.update(folders.env()); import matplotlib.font_manager\n"
+        "print(*sorted(p.name for p in folders.matplotlib_config.iterdir()))"
+    )
+    done = pod("run", "--rm", *RUNNER_CONFINEMENT, images["zyra-orchestrator-runner"],
+               "python", "-c", code)  # fmt: skip
+    assert done.stdout.startswith("fontlist-v"), done.stdout + done.stderr
+    assert "generated new fontManager" not in done.stderr, done.stderr
+
+
 def test_runner_starts_as_the_charts_sync_executor(images: dict[str, str], tmp_path: Path) -> None:
     rendered = render()
     spec = rendered.api_pod()
