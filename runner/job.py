@@ -23,6 +23,7 @@ from runner.dependencies import DependencyUnavailableError
 from runner.events import EventLog, RunnerResult
 from runner.execute import CommandExecutor
 from runner.inputs import stage_inputs
+from runner.lean_template import BLAS_THREAD_VARIABLES, usable_cpus
 from runner.lifecycle import ExitReason, JobStatus
 from runner.outputs import keep_outputs
 from runner.publish import OutputPublisher
@@ -37,9 +38,18 @@ logger = logging.getLogger("zyra.runner")
 SHARED_UMASK = 0o007
 
 
-def default_command_env() -> dict[str, str]:
-    """What a command needs when the spec does not say (in a pod: the image's PATH)."""
-    return {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "MPLBACKEND": "Agg"}
+def default_command_env(cpus: int | None = None) -> dict[str, str]:
+    """What a command needs when the spec does not say: in a pod, the image's PATH, and
+    BLAS thread pools as large as the CPUs the pod may use (`cpus`, by default read from
+    its cgroup): OpenBLAS would start a thread per core of the node, whatever the pod's
+    CPU limit, and they would spin against the limit. A command forked from a template
+    process has numpy loaded already, with one thread (runner/lean_template.py)."""
+    threads = str(cpus or usable_cpus())
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "MPLBACKEND": "Agg",
+        **dict.fromkeys(BLAS_THREAD_VARIABLES, threads),
+    }
 
 
 @dataclass(frozen=True)
