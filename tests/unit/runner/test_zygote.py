@@ -174,11 +174,11 @@ def _spares(template: int) -> set[int]:
     return children(template) - command_pids(template)
 
 
-def _wait_for(predicate, timeout_s: float = 10):  # type: ignore[no-untyped-def]
+def _wait_for(predicate, timeout_s: float = 10, every_s: float = 0.01):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while not (found := predicate()):
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+        time.sleep(every_s)
     return found
 
 
@@ -287,4 +287,6 @@ def test_a_spare_copies_ahead_the_pages_commands_write_to(
     template = _template_pid(zygote, request)
     [spare] = _wait_for(lambda: _spares(template))
     # Its own: the 8 MiB of heap it maps, and the copies (no command runs: a core is idle).
-    assert _wait_for(lambda: _private_dirty(spare) >= learned * PAGE * 0.9, timeout_s=20)
+    # Not too often: reading smaps walks all of the spare's memory, in its way as it maps.
+    assert _wait_for(lambda: _private_dirty(spare) >= learned * PAGE * 0.9, timeout_s=20,
+                     every_s=0.25)  # fmt: skip
