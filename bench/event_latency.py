@@ -38,6 +38,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from api.streams.sqlite_feed import POLL_S
 from bench.cpu import cpu_seconds
 from bench.services import deployed_redis
 from bench.tables import Table, percentile
@@ -292,7 +293,8 @@ def table(results: list[PhaseResult], quick: bool) -> Table:
         "(the write itself included), one clock. The job is a real async run (`acquire "
         "http` from a loopback server that never answers), cancelled at the end.",
         f"1 client: {single.events} events, one every {single.interval_s * 1000:.0f} ms on "
-        f"average (±50 %, so writes fall at every phase of the embedded store's 50 ms poll). "
+        f"average (±50 %, so writes fall at every phase of the embedded store's "
+        f"{POLL_S * 1000:.0f} ms poll). "
         f"{many.clients} clients on one job: {many.events} events, one every "
         f"{many.interval_s * 1000:.0f} ms; the clients run in {CLIENT_PROCESSES} processes "
         "of asyncio `websockets` on the same 2 cores as the API, so client-side decoding "

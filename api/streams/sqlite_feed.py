@@ -21,7 +21,7 @@ from api.streams.watch import JobWatch
 
 log = logging.getLogger("zyra.streams")
 
-POLL_S = 0.05  # while some job is followed: the most a reader waits for a runner's event
+POLL_S = 0.02  # while some job is followed: the most a reader waits for a runner's event
 IDLE_S = 1.0  # while none is: keeps the newest row current, so that waking is cheap
 
 Row = tuple[int, str, int]  # rowid, job_id, seq
