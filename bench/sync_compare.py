@@ -415,6 +415,11 @@ def measure(quick: bool, sync_executor: bool = False, checkout: Path | None = No
         f"Goals (issue 14): p50 ratio ≤ {GOAL_P50_RATIO}, runs/s ratio at "
         f"{GOAL_RUNS_CLIENTS} clients ≥ {GOAL_RUNS_RATIO}, every output identical.",
         *goal_notes(table),
+        "From 4 clients on, each API serves runs as fast as it can and every client waits "
+        "for the others' runs: p50 is about clients ÷ runs/s, so a p50 ratio of 0.8 asks for "
+        "1.25 times Zyra's runs/s at that many clients. What a run costs in CPU, and what "
+        "the runs/s goal leaves for it, is in the table “Where a sync run's CPU goes”; "
+        "at 1 client, what the command alone takes is in the next table.",
     ]
     one_client.notes += [
         "The command alone: Zyra's `cli.main` called again and again in one warm process "
