@@ -36,7 +36,7 @@ def user_env(server: ApiServer, tmp_path: Path) -> dict[str, str]:
     """A shell of a user of this server: its own config and cache folders."""
     return {
         **os.environ,
-        "ZYRA_SERVER": server.url,
+        "ZYRA_URL": server.url,
         "ZYRA_API_KEY": API_KEY,
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "XDG_CACHE_HOME": str(tmp_path / "cache"),

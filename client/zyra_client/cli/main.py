@@ -41,7 +41,7 @@ def _top_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--server",
-        help="the service's URL (else ZYRA_SERVER, else the config file "
+        help="the service's URL (else ZYRA_URL, else the config file "
         "~/.config/zyra-remote/config.toml)",
     )
     parser.add_argument("--api-key", help="API key (else ZYRA_API_KEY, else the config file)")

@@ -36,15 +36,18 @@ def _read_config(path: Path) -> dict[str, object]:
 def resolve(
     server: str | None, api_key: str | None, env: Mapping[str, str] = os.environ
 ) -> Connection:
-    """Each setting from the first place that has it: flag, ZYRA_SERVER/ZYRA_API_KEY,
-    then `server`/`api_key` in ~/.config/zyra-remote/config.toml."""
+    """Each setting from the first place that has it: flag, ZYRA_URL/ZYRA_API_KEY,
+    then `server`/`api_key` in ~/.config/zyra-remote/config.toml.
+
+    ZYRA_URL is the name the docs, curl examples and n8n workflows use; ZYRA_SERVER,
+    zyra-remote's name for it before, is still read when ZYRA_URL is not set."""
     path = config_path(env)
     config = _read_config(path) if not (server and api_key) else {}
-    server = server or env.get("ZYRA_SERVER") or _text(config.get("server"))
+    server = server or env.get("ZYRA_URL") or env.get("ZYRA_SERVER") or _text(config.get("server"))
     api_key = api_key or env.get("ZYRA_API_KEY") or _text(config.get("api_key"))
     if not server:
         raise SettingsError(
-            f'no server: give --server URL, set ZYRA_SERVER, or write server = "URL" in {path}'
+            f'no server: give --server URL, set ZYRA_URL, or write server = "URL" in {path}'
         )
     return Connection(server.rstrip("/"), api_key)
 

@@ -155,11 +155,11 @@ def test_async_prints_the_job_id_and_job_commands_use_it(
 
 
 def test_server_and_key_come_from_the_config_file(user_env: dict[str, str], tmp_path: Path) -> None:
-    env = {k: v for k, v in user_env.items() if k not in ("ZYRA_SERVER", "ZYRA_API_KEY")}
+    env = {k: v for k, v in user_env.items() if k not in ("ZYRA_URL", "ZYRA_API_KEY")}
     config = Path(env["XDG_CONFIG_HOME"], "zyra-remote", "config.toml")
     config.parent.mkdir(parents=True)
     config.write_text(
-        f'server = "{user_env["ZYRA_SERVER"]}"\napi_key = "{user_env["ZYRA_API_KEY"]}"\n'
+        f'server = "{user_env["ZYRA_URL"]}"\napi_key = "{user_env["ZYRA_API_KEY"]}"\n'
     )
     assert remote("jobs", "--limit", "1", env=env, cwd=tmp_path).returncode == 0
     wrong_key = remote("--api-key", "wrong", "jobs", env=env, cwd=tmp_path)
