@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from api.jobs.error_line import error_line
 from api.jobs.records import CallbackDelivery, JobRecord, RunMode
 from api.resources import RunResources
 from runner.lifecycle import ExitReason, JobStatus
@@ -264,15 +265,17 @@ class JobView(BaseModel):
 class FailedRunResponse(JobView):
     """A run that did not succeed, answered 422 because it asked (`fail_on_nonzero_exit`)."""
 
-    detail: str = Field(description="What happened, in one line: exit code, reason, stderr.")
+    detail: str = Field(
+        description="What happened, in one line: exit code, reason, and the last line of "
+        "stderr that reads as an error (else its last line)."
+    )
 
     @classmethod
     def of(cls, view: JobView) -> FailedRunResponse:
-        last_line = next((ln for ln in reversed(view.stderr.splitlines()) if ln.strip()), "")
+        why = error_line(view.stderr)
         detail = (
             f"{view.stage} {view.command} {view.status.value}: exit code {view.exit_code}"
-            f" ({view.reason.value if view.reason else 'no reason'})"
-            + (f": {last_line[:500]}" if last_line else "")
+            f" ({view.reason.value if view.reason else 'no reason'})" + (f": {why}" if why else "")
         )
         return cls(**view.model_dump(), detail=detail)
 

@@ -2,6 +2,7 @@ import { NodeApiError } from 'n8n-workflow';
 
 import {
 	describeHttpError,
+	errorLine,
 	fieldPath,
 	httpError,
 	isNodeError,
@@ -152,5 +153,26 @@ describe('stderrTail', () => {
 		expect(tail.endsWith('line 499')).toBe(true);
 		expect(tail.startsWith('line ')).toBe(true);
 		expect(stderrTail(undefined)).toBe('');
+	});
+});
+
+describe('errorLine', () => {
+	it('says the line that reads as an error, not a hint printed after it', () => {
+		const stderr =
+			"ERROR: 'no-such-colormap' is not a valid value for cmap.\n" +
+			'See `matplotlib.bivar_colormaps()` for bivariate colormaps\n';
+		expect(errorLine(stderr)).toBe("ERROR: 'no-such-colormap' is not a valid value for cmap.");
+		expect(errorLine('Traceback\n  File "x"\nValueError: bad\nWARNING: done\n')).toBe(
+			'ValueError: bad',
+		);
+		expect(errorLine('usage: zyra\nzyra: error: argument --cmap: expected one argument\n')).toBe(
+			'zyra: error: argument --cmap: expected one argument',
+		);
+	});
+
+	it('falls back to the last non-blank line', () => {
+		expect(errorLine('reading\nno GRIB messages found\n\n  \n')).toBe('no GRIB messages found');
+		expect(errorLine('ValueError: bad\nException ignored in: <f>\n')).toBe('ValueError: bad');
+		expect(errorLine('')).toBe('');
 	});
 });

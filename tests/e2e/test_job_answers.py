@@ -92,6 +92,18 @@ def test_a_failed_run_is_200_unless_the_client_asks_for_an_error_status(
     assert "no GRIB messages found" in body["detail"]
     job = alice.get(f"/jobs/{body['job_id']}").json()
     assert {k: v for k, v in body.items() if k != "detail"} == job
+    # The line that says why, not the hint Zyra prints after it.
+    colormap = {**heatmap(inputs), "cmap": "no-such-colormap"}
+    bad = alice.post(
+        "/cli/run",
+        json={"stage": "visualize", "command": "heatmap", "args": colormap,
+              "fail_on_nonzero_exit": True},
+    )  # fmt: skip
+    assert bad.status_code == 422
+    assert bad.json()["stderr"].rstrip().splitlines()[-1].startswith("See `matplotlib")
+    assert bad.json()["detail"].endswith(
+        ": ERROR: 'no-such-colormap' is not a valid value for cmap."
+    ), bad.json()["detail"]
     # A run that succeeds is 200 either way.
     works = {"stage": "visualize", "command": "heatmap", "args": heatmap(inputs)}
     ok = alice.post("/cli/run", json={**works, "fail_on_nonzero_exit": True})

@@ -53,9 +53,21 @@ export function stderrTail(stderr: unknown): string {
 	return lineStart >= 0 && lineStart < 200 ? cut.slice(lineStart + 1) : cut;
 }
 
-function lastLine(text: string): string {
-	const lines = text.split('\n').filter((line) => line.trim() !== '');
-	return lines.length > 0 ? lines[lines.length - 1].trim() : '';
+// As the service's `detail` (api/jobs/error_line.py): `ERROR: …`, `ValueError: …`,
+// `zyra visualize heatmap: error: …`.
+const ERROR_LINE =
+	/^\s*(?:(?:ERROR|CRITICAL|FATAL)\b|(?:[A-Za-z_][\w.]*)?(?:Error|Exception):|error:)|: error: /;
+
+/** The last line that reads as an error, else the last non-blank line: a hint Zyra prints
+ * after its error (matplotlib's, for a bad colormap) does not hide the error. */
+export function errorLine(text: string): string {
+	const lines = text
+		.split('\n')
+		.map((line) => line.trim())
+		.filter((line) => line !== '');
+	const errors = lines.filter((line) => ERROR_LINE.test(line));
+	const chosen = errors.length > 0 ? errors : lines;
+	return chosen.length > 0 ? chosen[chosen.length - 1] : '';
 }
 
 /** `["body", "args", "input"]` → `args.input`: where the problem is, as the user wrote it. */
@@ -109,7 +121,7 @@ export function jobFailureSummary(job: IDataObject): ErrorText {
 		parts.push(`exit code ${String(job.exit_code)}`);
 	if (job.reason) parts.push(`reason ${String(job.reason)}`);
 	const tail = stderrTail(job.stderr);
-	const last = lastLine(tail);
+	const last = errorLine(tail);
 	const message = `Zyra job ${String(job.job_id)} did not succeed (${parts.join(', ')})${last ? `: ${last}` : ''}`;
 	return { message, description: tail || undefined };
 }
