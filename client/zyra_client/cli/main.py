@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 from zyra_client.cli import catalog_cache, job_commands, paths
@@ -133,7 +134,12 @@ def _run(client: Client, options: argparse.Namespace) -> int:
     if view.succeeded:
         if view.stdout_is_binary:
             write_binary_stdout(job, view)
-        for name, local in paths.wanted_outputs(plan, view):
+        wanted = paths.wanted_outputs(plan, view)
+        if command == "run":
+            wanted, refused = paths.pipeline_outputs(view, Path.cwd())
+            for name in refused:
+                say(f"not downloaded: {name!r} would be outside this folder")
+        for name, local in wanted:
             job.download(local, file=name)
     return code
 

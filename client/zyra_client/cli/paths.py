@@ -5,7 +5,9 @@ An input-path argument (`x-zyra.path == "input"`) naming a local file becomes
 path component only (the command writes into its job's working directory); after a
 successful run that output is downloaded to the path the user named. An output
 argument whose name ends in `_dir` (`--output-dir`, `--sync-dir`) names a directory:
-every output under it comes back.
+every output under it comes back. A pipeline (`run`) names its outputs inside its file,
+not in arguments: every output it made comes back under the current folder, where a
+local `zyra run` would have written it.
 """
 
 from __future__ import annotations
@@ -130,3 +132,25 @@ def wanted_outputs(plan: Plan, view: JobView) -> list[tuple[str, Path]]:
         elif download.remote in made:
             found.append((download.remote, download.local))
     return found
+
+
+def pipeline_outputs(view: JobView, here: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(output name, local path under `here`) of every output a pipeline made, and the
+    names refused: one that would land outside `here` (absolute, or with `..`). A binary
+    stdout kept as an output goes to stdout, as for any command, not here."""
+    found: list[tuple[str, Path]] = []
+    refused: list[str] = []
+    for output in view.outputs:
+        if output.source != "workdir":
+            continue
+        parts = PurePosixPath(output.name).parts
+        if (
+            not parts
+            or PurePosixPath(output.name).is_absolute()
+            or ".." in parts
+            or "\\" in output.name
+        ):
+            refused.append(output.name)
+        else:
+            found.append((output.name, here.joinpath(*parts)))
+    return found, refused

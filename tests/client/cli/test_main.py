@@ -154,6 +154,41 @@ def test_async_prints_the_job_id_and_job_commands_use_it(
     assert "already finished" in cancelled.stdout
 
 
+PIPELINE = """stages:
+  - stage: visualize
+    command: heatmap
+    args: {{input: "{field}", output: heatmap.png, no_coastline: true, no_borders: true,
+            no_gridlines: true}}
+  - stage: disseminate
+    command: local
+    args: {{input: heatmap.png, path: export/heatmap.png}}
+"""
+
+
+def test_a_pipelines_outputs_land_where_a_local_zyra_run_writes_them(
+    user_env: dict[str, str], zyra: Client, inputs: Path, tmp_path: Path
+) -> None:
+    here, local = tmp_path / "remote", tmp_path / "local"
+    here.mkdir(), local.mkdir()
+    shutil.copy(inputs / "field.npy", local / "field.npy")
+    field_id = zyra.upload(inputs / "field.npy").ref
+    (here / "pipeline.yaml").write_text(PIPELINE.format(field=field_id))
+    (local / "pipeline.yaml").write_text(PIPELINE.format(field="field.npy"))
+
+    ran = remote("run", "pipeline.yaml", env=user_env, cwd=here)
+    direct = subprocess.run(
+        [str(ZYRA), "run", "pipeline.yaml"], cwd=local, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+    assert ran.returncode == 0, ran.stderr
+    assert direct.returncode == 0, direct.stderr
+    for name in ("heatmap.png", "export/heatmap.png"):
+        assert (here / name).read_bytes() == (local / name).read_bytes(), name
+    assert sorted(p.name for p in here.iterdir()) == ["export", "heatmap.png", "pipeline.yaml"]
+    assert (here / "pipeline.yaml").read_text() == PIPELINE.format(field=field_id)
+
+
 def test_server_and_key_come_from_the_config_file(user_env: dict[str, str], tmp_path: Path) -> None:
     env = {k: v for k, v in user_env.items() if k not in ("ZYRA_URL", "ZYRA_API_KEY")}
     config = Path(env["XDG_CONFIG_HOME"], "zyra-remote", "config.toml")

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from zyra_client.cli.paths import PathProblem, apply_uploads, plan, wanted_outputs
+from zyra_client.cli.paths import (
+    PathProblem,
+    apply_uploads,
+    pipeline_outputs,
+    plan,
+    wanted_outputs,
+)
 from zyra_client.models import CommandDescription, JobView, OutputFile
 
 
@@ -59,3 +65,18 @@ def test_outputs_keep_their_name_and_come_back_where_named(tmp_path: Path) -> No
         ("map.png", Path("out/map.png")), ("frames/1.png", Path("frames/1.png"))]  # fmt: skip
     with pytest.raises(PathProblem, match=r"another output is also named 'map\.png'"):
         plan(COMMAND, {"output": "a/map.png", "legend_file": "b/map.png"})
+
+
+def test_a_pipelines_outputs_come_back_under_this_folder_and_never_outside(
+    tmp_path: Path,
+) -> None:
+    names = ["heatmap.png", "export/heatmap.png", "../up.png", "/etc/cron.d/x", "a\\..\\b"]
+    outputs = [OutputFile(name=n, size=1, sha256="") for n in names]
+    outputs.append(OutputFile(name="stdout.bin", size=1, sha256="", source="stdout"))
+    view = JobView(job_id="j", status="succeeded", outputs=outputs)
+    found, refused = pipeline_outputs(view, tmp_path)
+    assert found == [
+        ("heatmap.png", tmp_path / "heatmap.png"),
+        ("export/heatmap.png", tmp_path / "export" / "heatmap.png"),
+    ]
+    assert refused == ["../up.png", "/etc/cron.d/x", "a\\..\\b"]
