@@ -15,6 +15,7 @@ from zyra_client.models import JobView
 
 # What a shell reports for a command ended by Ctrl-C (128 + SIGINT).
 INTERRUPTED = 130
+USAGE_ERROR = 2  # as argparse
 
 
 def say(message: str) -> None:

@@ -1,15 +1,17 @@
-"""`zyra-remote jobs | watch | logs | download | cancel`: jobs already submitted."""
+"""`zyra-remote jobs | watch | logs | download | cancel | upload`: jobs already submitted,
+and files to name in a pipeline file or an argument."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from zyra_client.cli.follow import INTERRUPTED, exit_code_of, say, stream_output
+from zyra_client.cli.follow import INTERRUPTED, USAGE_ERROR, exit_code_of, say, stream_output
 from zyra_client.cli.status_line import StatusLine
 from zyra_client.client import Client
 
-COMMANDS = ("jobs", "watch", "logs", "download", "cancel")
+COMMANDS = ("jobs", "watch", "logs", "download", "cancel", "upload")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,11 +33,29 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("-o", "--output", default=".", help="file or directory (default: .)")
     cancel = sub.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("job_id")
+    upload = sub.add_parser(
+        "upload", help="upload files; print each one's reference (file_id:…), a line each"
+    )
+    upload.add_argument("files", nargs="+", metavar="FILE")
     return parser
+
+
+def _upload(client: Client, files: list[str]) -> int:
+    paths = [Path(name).expanduser() for name in files]
+    for name, path in zip(files, paths, strict=True):  # all checked before any is sent
+        if not path.is_file():
+            what = "a directory" if path.is_dir() else "no file"
+            print(f"zyra-remote upload: error: {name} is {what}", file=sys.stderr)
+            return USAGE_ERROR
+    for path in paths:
+        print(client.upload(path).ref, flush=True)
+    return 0
 
 
 def dispatch(client: Client, words: list[str]) -> int:
     options = _parser().parse_args(words)
+    if options.action == "upload":
+        return _upload(client, options.files)
     if options.action == "jobs":
         filters = {"status": options.status, "stage": options.stage,
                    "command": options.command, "limit": min(options.limit, 500)}  # fmt: skip

@@ -18,6 +18,7 @@ from zyra_client.cli import catalog_cache, job_commands, paths
 from zyra_client.cli.command_parser import parse
 from zyra_client.cli.follow import (
     INTERRUPTED,
+    USAGE_ERROR,
     cancel_on_interrupt,
     exit_code_of,
     say,
@@ -28,8 +29,6 @@ from zyra_client.cli.settings import SettingsError, resolve
 from zyra_client.client import Client
 from zyra_client.errors import JobFailed, NotFound, ValidationFailed, ZyraError
 from zyra_client.models import Catalog, CommandDescription
-
-USAGE_ERROR = 2
 
 
 def _top_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@ its own, against a real API server."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pty
 import re
@@ -171,7 +172,9 @@ def test_a_pipelines_outputs_land_where_a_local_zyra_run_writes_them(
     here, local = tmp_path / "remote", tmp_path / "local"
     here.mkdir(), local.mkdir()
     shutil.copy(inputs / "field.npy", local / "field.npy")
-    field_id = zyra.upload(inputs / "field.npy").ref
+    uploaded = remote("upload", str(inputs / "field.npy"), env=user_env, cwd=here)
+    assert uploaded.returncode == 0, uploaded.stderr
+    field_id = uploaded.stdout.strip()
     (here / "pipeline.yaml").write_text(PIPELINE.format(field=field_id))
     (local / "pipeline.yaml").write_text(PIPELINE.format(field="field.npy"))
 
@@ -187,6 +190,30 @@ def test_a_pipelines_outputs_land_where_a_local_zyra_run_writes_them(
         assert (here / name).read_bytes() == (local / name).read_bytes(), name
     assert sorted(p.name for p in here.iterdir()) == ["export", "heatmap.png", "pipeline.yaml"]
     assert (here / "pipeline.yaml").read_text() == PIPELINE.format(field=field_id)
+
+
+def test_upload_prints_a_reference_a_line_each_and_sends_nothing_if_a_file_is_missing(
+    user_env: dict[str, str], zyra: Client, server: ApiServer, inputs: Path, tmp_path: Path
+) -> None:
+    shutil.copy(inputs / "field.npy", tmp_path / "a.npy")
+    (tmp_path / "b.txt").write_text("second\n")
+    sent = remote("upload", "a.npy", "b.txt", env=user_env, cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    refs = sent.stdout.splitlines()
+    assert len(refs) == 2 and all(re.fullmatch(r"file_id:[0-9a-f]{32}", ref) for ref in refs)
+    metas = [zyra.request("GET", f"/files/{ref.removeprefix('file_id:')}").json() for ref in refs]
+    assert [(m["filename"], m["sha256"]) for m in metas] == [
+        (name, hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+        for name in ("a.npy", "b.txt")
+    ]
+
+    before = upload_count(server)
+    for missing in (["a.npy", "nope.npy"], ["a.npy", str(tmp_path)]):
+        refused = remote("upload", *missing, env=user_env, cwd=tmp_path)
+        assert refused.returncode == 2 and refused.stdout == ""
+        assert refused.stderr.startswith("zyra-remote upload: error: "), refused.stderr
+        assert missing[1] in refused.stderr
+    assert upload_count(server) == before
 
 
 def test_server_and_key_come_from_the_config_file(user_env: dict[str, str], tmp_path: Path) -> None:
