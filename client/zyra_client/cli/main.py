@@ -133,11 +133,12 @@ def _run(client: Client, options: argparse.Namespace) -> int:
     if view.succeeded:
         if view.stdout_is_binary:
             write_binary_stdout(job, view)
-        wanted = paths.wanted_outputs(plan, view)
-        if command == "run":
+        if command == "run":  # a pipeline names its outputs in its file, not in arguments
             wanted, refused = paths.pipeline_outputs(view, Path.cwd())
             for name in refused:
                 say(f"not downloaded: {name!r} would be outside this folder")
+        else:
+            wanted = paths.wanted_outputs(plan, view)
         for name, local in wanted:
             job.download(local, file=name)
     return code
