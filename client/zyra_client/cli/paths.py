@@ -143,13 +143,9 @@ def pipeline_outputs(view: JobView, here: Path) -> tuple[list[tuple[str, Path]],
     for output in view.outputs:
         if output.source != "workdir":
             continue
-        parts = PurePosixPath(output.name).parts
-        if (
-            not parts
-            or PurePosixPath(output.name).is_absolute()
-            or ".." in parts
-            or "\\" in output.name
-        ):
+        name = PurePosixPath(output.name)
+        parts = name.parts
+        if not parts or name.is_absolute() or ".." in parts or "\\" in output.name:
             refused.append(output.name)
         else:
             found.append((output.name, here.joinpath(*parts)))

@@ -167,7 +167,7 @@ PIPELINE = """stages:
 
 
 def test_a_pipelines_outputs_land_where_a_local_zyra_run_writes_them(
-    user_env: dict[str, str], zyra: Client, inputs: Path, tmp_path: Path
+    user_env: dict[str, str], inputs: Path, tmp_path: Path
 ) -> None:
     here, local = tmp_path / "remote", tmp_path / "local"
     here.mkdir(), local.mkdir()
